@@ -73,7 +73,7 @@ def gru_step(p, h_BH, xw_B3H):
     hr, hz, hn = jnp.split(hw_B3H, 3, axis=-1)
     r = jax.nn.sigmoid(xr + hr)
     z = jax.nn.sigmoid(xz + hz)
-    n = jnp.tanh(xn + r * (hn + p["b_hn"]))
+    n = jnp.tanh(xn + r * (hn + p["b_hn"][None, :]))
     h_BH = (1.0 - z) * n + z * h_BH
     return h_BH, h_BH
 

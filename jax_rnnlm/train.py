@@ -84,6 +84,11 @@ def epoch_lr(cfg: TrainConfig, epoch, plateau_scale=1.0):
     return float(schedule(epoch + 1)) * plateau_scale
 
 
+def plateau_update(best_val, val_ppl, scale, factor):
+    """(best, scale) after an epoch: scale the lr by ``factor`` unless val ppl improved."""
+    return min(best_val, val_ppl), scale if val_ppl < best_val else scale * factor
+
+
 def with_lr(opt_state, lr):
     """The optax state with its injected learning rate set to ``lr``."""
     clip_state, inner = opt_state
@@ -118,7 +123,8 @@ def train_step(state: TrainState, inputs, targets, *, tx, dropout):
                           dropout=dropout)
 
     (loss, carry), grads = jax.value_and_grad(window_loss, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes an int count into floats
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
     state = state.replace(params=optax.apply_updates(state.params, updates),
                           opt_state=opt_state, carry=jax.lax.stop_gradient(carry),
                           key=key, step=state.step + 1)
@@ -226,9 +232,7 @@ def fit(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, workdir,
                 losses, n_since, t_log = [], 0, time.perf_counter()
         val_ppl, _ = evaluate(state.params, model_cfg, corpus.valid,
                               batch_size=cfg.eval_batch_size, bptt=cfg.bptt, source="valid split")
-        if val_ppl >= best_val:
-            scale *= cfg.plateau_factor
-        best_val = min(best_val, val_ppl)
+        best_val, scale = plateau_update(best_val, val_ppl, scale, cfg.plateau_factor)
         log.write(step=int(state.step), epoch=epoch + 1, val_ppl=val_ppl,
                   lr=current_lr(state.opt_state), wall_s=time.perf_counter() - t0)
         echo(f"epoch {epoch + 1}: step {int(state.step)}, val ppl {val_ppl:.2f}, "
