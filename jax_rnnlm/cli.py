@@ -8,35 +8,9 @@ import json
 import sys
 
 from jax_rnnlm import checkpoint, data, train
+from jax_rnnlm.config import help_of
 from jax_rnnlm.model import ModelConfig
 from jax_rnnlm.train import TrainConfig
-
-# One line of help per config field, shown by --help.
-HELP = {
-    "embed_dim": "D, width of the word embedding",
-    "hidden_dim": "H, width of each recurrent layer",
-    "num_layers": "number of stacked recurrent layers",
-    "cell": "recurrent cell: rnn (tanh), lstm or gru",
-    "dropout": "dropout rate on non-recurrent connections, in [0, 1)",
-    "tie_weights": "share the embedding and output weights (needs embed-dim == hidden-dim)",
-    "init_scale": "weights start uniform in [-init-scale, init-scale]",
-    "batch_size": "B, number of parallel streams in a train step",
-    "bptt": "T, time steps per truncated-BPTT window",
-    "optimizer": "sgd or adam",
-    "lr": "learning rate (for the loss averaged over the B*T tokens of a window)",
-    "clip": "clip the gradient to this global norm",
-    "lr_decay": "multiply lr by this each epoch after --decay-after epochs (Zaremba: 0.5)",
-    "decay_after": "epochs at full lr before --lr-decay starts (Zaremba small: 4)",
-    "plateau_factor": "multiply lr by this when val perplexity does not improve (0.25: divide by 4)",
-    "epochs": "passes over the train split",
-    "max_steps": "stop after this many train steps, then evaluate (0: no limit)",
-    "eval_batch_size": "parallel streams when evaluating the valid split",
-    "test_batch_size": "parallel streams when evaluating the test split",
-    "windows_per_call": "truncated-BPTT windows per compiled call (fewer Python round trips)",
-    "log_every": "train steps between lines of metrics.jsonl",
-    "seed": "random seed for init, dropout and everything else",
-}
-
 
 def _add_config_flags(parser, cls, skip=()):
     for field in dataclasses.fields(cls):
@@ -44,11 +18,11 @@ def _add_config_flags(parser, cls, skip=()):
             continue
         flag = "--" + field.name.replace("_", "-")
         if field.type in (bool, "bool"):
-            parser.add_argument(flag, action="store_true", help=HELP[field.name])
+            parser.add_argument(flag, action="store_true", help=help_of(field))
         else:
             typ = {"int": int, "float": float, "str": str}.get(field.type, field.type)
             parser.add_argument(flag, type=typ, default=field.default,
-                                help=f"{HELP[field.name]} (default: {field.default})")
+                                help=f"{help_of(field)} (default: {field.default})")
 
 
 def _config(cls, args, **extra):

@@ -14,20 +14,24 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jax_rnnlm.config import field
 from jax_rnnlm import layers
 from jax_rnnlm.cells import CELLS, init_cell
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    vocab_size: int            # V: number of word (or character) types
-    embed_dim: int = 200       # D: width of the embedding
-    hidden_dim: int = 200      # H: width of each recurrent layer
-    num_layers: int = 1        # depth of the recurrent stack
-    cell: str = "lstm"         # rnn (tanh), lstm or gru
-    dropout: float = 0.0       # rate on non-recurrent connections (Zaremba et al.)
-    tie_weights: bool = False  # output weight = embedding transposed (needs D == H)
-    init_scale: float = 0.1    # weights start uniform in [-init_scale, init_scale]
+    vocab_size: int = field(help="V, number of word (or character) types")
+    embed_dim: int = field(default=200, help="D, width of the word embedding")
+    hidden_dim: int = field(default=200, help="H, width of each recurrent layer")
+    num_layers: int = field(default=1, help="number of stacked recurrent layers")
+    cell: str = field(default="lstm", help="recurrent cell: rnn (tanh), lstm or gru")
+    dropout: float = field(
+        default=0.0, help="dropout on non-recurrent connections, in [0, 1) (Zaremba et al.)")
+    tie_weights: bool = field(
+        default=False, help="output weight = embedding transposed (needs embed-dim == hidden-dim)")
+    init_scale: float = field(
+        default=0.1, help="weights start uniform in [-init-scale, init-scale]")
 
     def __post_init__(self):
         for name in ("vocab_size", "embed_dim", "hidden_dim", "num_layers"):

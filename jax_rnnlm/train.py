@@ -18,27 +18,37 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jax_rnnlm.config import field
 from jax_rnnlm import checkpoint, data, model
 from jax_rnnlm.model import ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 20          # B: parallel streams
-    bptt: int = 35                # T: window length of truncated BPTT
-    optimizer: str = "sgd"        # sgd or adam
-    lr: float = 1.0               # learning rate for the token-mean loss
-    clip: float = 0.25            # max global norm of the gradient
-    lr_decay: float = 1.0         # per-epoch lr factor once decay_after epochs are done
-    decay_after: int = 0          # epochs at full lr before lr_decay applies (Zaremba: 4)
-    plateau_factor: float = 1.0   # lr factor when val ppl does not improve (0.25: PyTorch example)
-    epochs: int = 1               # passes over the train split
-    max_steps: int = 0            # stop after this many train steps (0: no limit)
-    eval_batch_size: int = 10     # streams when evaluating the valid split
-    test_batch_size: int = 1      # streams when evaluating the test split
-    windows_per_call: int = 10    # K: windows per jitted call
-    log_every: int = 100          # train steps between metrics.jsonl lines
-    seed: int = 0                 # one seed for init, dropout and everything else
+    batch_size: int = field(
+        default=20, help="B, number of parallel streams in a train step")
+    bptt: int = field(default=35, help="T, time steps per truncated-BPTT window")
+    optimizer: str = field(default="sgd", help="sgd or adam")
+    lr: float = field(
+        default=1.0, help="learning rate for the loss averaged over the B*T tokens of a window")
+    clip: float = field(default=0.25, help="clip the gradient to this global norm")
+    lr_decay: float = field(
+        default=1.0, help="lr factor per epoch once --decay-after epochs are done (Zaremba: 0.5)")
+    decay_after: int = field(
+        default=0, help="epochs at full lr before --lr-decay starts (Zaremba small: 4)")
+    plateau_factor: float = field(
+        default=1.0, help="lr factor when val perplexity does not improve (0.25: divide by 4)")
+    epochs: int = field(default=1, help="passes over the train split")
+    max_steps: int = field(
+        default=0, help="stop after this many train steps, then evaluate (0: no limit)")
+    eval_batch_size: int = field(
+        default=10, help="parallel streams when evaluating the valid split")
+    test_batch_size: int = field(
+        default=1, help="parallel streams when evaluating the test split")
+    windows_per_call: int = field(
+        default=10, help="truncated-BPTT windows per compiled call (fewer Python round trips)")
+    log_every: int = field(default=100, help="train steps between lines of metrics.jsonl")
+    seed: int = field(default=0, help="random seed for init, dropout and everything else")
 
     def __post_init__(self):
         for name in ("batch_size", "bptt", "epochs", "eval_batch_size", "test_batch_size",
