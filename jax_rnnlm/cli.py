@@ -80,6 +80,10 @@ def cmd_eval(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the benchmark has its own flags (jax_rnnlm/bench.py)
+        from jax_rnnlm import bench
+        return bench.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         {"train": cmd_train, "eval": cmd_eval}[args.command](args)
