@@ -31,6 +31,9 @@ def _config(cls, args, **extra):
     return cls(**values, **extra)
 
 
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal, checkpoint saved, run again to resume
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="jax-rnnlm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +43,9 @@ def build_parser():
     tr.add_argument("--level", choices=["word", "char"], default="word",
                     help="tokens are words (one <eos> per line) or characters")
     tr.add_argument("--workdir", required=True, help="directory for config, metrics, checkpoints")
+    tr.add_argument("--resume", choices=["auto", "refuse", "fresh"], default="auto",
+                    help="workdir with checkpoints: continue from the newest (auto), stop with "
+                    "an error (refuse), or move them aside and start over (fresh)")
     _add_config_flags(tr, ModelConfig, skip=("vocab_size",))
     _add_config_flags(tr, TrainConfig)
     ev = sub.add_parser("eval", help="perplexity of a trained model on one split")
@@ -47,6 +53,8 @@ def build_parser():
     ev.add_argument("--data", help="corpus to score (default: the one the run trained on)")
     ev.add_argument("--level", choices=["word", "char"], help="default: the run's level")
     ev.add_argument("--split", choices=data.SPLITS, default="test", help="which split")
+    ev.add_argument("--checkpoint", choices=["last", "best"], default="last",
+                    help="the newest checkpoint, or the one with the best val perplexity")
     ev.add_argument("--batch-size", type=int, default=1, help="parallel streams (default: 1)")
     ev.add_argument("--bptt", type=int, default=35, help="window length (no effect on the "
                     "result beyond float rounding; default: 35)")
@@ -61,6 +69,7 @@ def cmd_train(args):
                       "train": dataclasses.asdict(train_cfg), "data": corpus.source}),
           file=sys.stderr)
     summary = train.fit(model_cfg, train_cfg, corpus, args.workdir, level=args.level,
+                        resume=args.resume,
                         echo=lambda s: print(s, file=sys.stderr))
     print(json.dumps(summary))
 
@@ -71,7 +80,7 @@ def cmd_eval(args):
                               args.level or data_info["level"], vocab=vocab)
     train_cfg = TrainConfig(**train_info)
     template = train.init_state(model_cfg, train_cfg, train.make_optimizer(train_cfg))
-    state = checkpoint.restore_state(args.workdir, template)
+    state = checkpoint.restore_params(args.workdir, template, which=args.checkpoint)
     ppl, count = train.evaluate(state.params, model_cfg, getattr(corpus, args.split),
                                 batch_size=args.batch_size, bptt=args.bptt,
                                 source=f"{args.split} split")
@@ -87,7 +96,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         {"train": cmd_train, "eval": cmd_eval}[args.command](args)
-    except (data.DataError, ValueError, FileNotFoundError) as e:
+    except train.Interrupted as e:
+        print(f"jax-rnnlm {args.command}: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (data.DataError, checkpoint.CheckpointError, train.NonFiniteError, ValueError) as e:
         print(f"jax-rnnlm {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -68,9 +68,14 @@ class Corpus:
 def read_text(path):
     """The file's text; DataError if it is missing, empty or not UTF-8."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    raw = path.read_bytes()
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a text file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
     if not raw.strip():
         raise DataError(f"{path}: file is empty")
     try:

@@ -5,10 +5,13 @@ One jitted pure function advances the state over K windows (an inner
 stays on the device. Within a window ``jax.grad`` back-propagates through the
 time scan; the carry crosses the window boundary through ``stop_gradient``.
 """
+import contextlib
 import dataclasses
 import functools
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +51,11 @@ class TrainConfig:
     windows_per_call: int = field(
         default=10, help="truncated-BPTT windows per compiled call (fewer Python round trips)")
     log_every: int = field(default=100, help="train steps between lines of metrics.jsonl")
+    save_every: int = field(
+        default=1000, help="train steps between checkpoints, besides each epoch end (0: epoch ends)")
+    keep: int = field(default=3, help="how many of the newest checkpoints to keep (plus the best)")
+    on_nonfinite: str = field(
+        default="stop", help="on a non-finite loss or gradient: stop, or skip the batch")
     seed: int = field(default=0, help="random seed for init, dropout and everything else")
 
     def __post_init__(self):
@@ -65,8 +73,12 @@ class TrainConfig:
             raise ValueError(f"clip must be > 0 (the max gradient norm), got {self.clip}")
         if not 0.0 < self.lr_decay <= 1.0 or not 0.0 < self.plateau_factor <= 1.0:
             raise ValueError("lr_decay and plateau_factor must be in (0, 1]")
-        if self.max_steps < 0 or self.decay_after < 0:
-            raise ValueError("max_steps and decay_after must be >= 0")
+        if self.max_steps < 0 or self.decay_after < 0 or self.save_every < 0:
+            raise ValueError("max_steps, decay_after and save_every must be >= 0")
+        if self.keep < 1:
+            raise ValueError(f"keep must be at least 1, got {self.keep}")
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
 
 
 OPTIMIZERS = {"sgd": optax.sgd, "adam": optax.adam}
@@ -124,136 +136,355 @@ def window(streams_BL, start, bptt):
     return xy[:, :-1], xy[:, 1:]
 
 
-def train_step(state: TrainState, inputs, targets, *, tx, dropout):
-    """One truncated-BPTT step on a window: (state, inputs [B, T], targets [B, T]) -> (state, loss)."""
+def train_step(state: TrainState, inputs, targets, *, tx, dropout, axis_name=None,
+               dtype="float32"):
+    """One truncated-BPTT step on a window: (state, inputs [B, T], targets [B, T]) -> (state, metrics).
+
+    metrics: {"loss": mean CE of the window, "finite": bool [1 + n_params], whether
+    the loss and each gradient tensor (in ``param_names`` order) are finite}. A
+    window with anything non-finite changes neither params, optimizer state nor
+    carry, so a bad batch can be skipped, or training stopped on a good state.
+
+    Under ``jax.pmap``, ``axis_name`` names the device axis: each device holds
+    B/n of the streams, draws its own dropout mask, and the loss and gradients
+    are averaged over the devices before clipping (see parallel.py).
+    ``dtype`` is the matmul precision (ModelConfig.dtype).
+    """
     key, k_drop = jax.random.split(state.key)
+    if axis_name is not None:
+        k_drop = jax.random.fold_in(k_drop, jax.lax.axis_index(axis_name))
 
     def window_loss(params):
         return model.loss(params, state.carry, inputs, targets, key=k_drop, train=True,
-                          dropout=dropout)
+                          dropout=dropout, dtype=dtype)
 
     (loss, carry), grads = jax.value_and_grad(window_loss, has_aux=True)(state.params)
+    if axis_name is not None:  # equal shards, so the mean of means is the global mean
+        loss, grads = jax.lax.pmean((loss, grads), axis_name)
+    finite = jnp.stack([jnp.isfinite(loss)] +
+                       [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes an int count into floats
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    state = state.replace(params=optax.apply_updates(state.params, updates),
-                          opt_state=opt_state, carry=jax.lax.stop_gradient(carry),
-                          key=key, step=state.step + 1)
-    return state, loss
+    new = (optax.apply_updates(state.params, updates), opt_state, jax.lax.stop_gradient(carry))
+    old = (state.params, state.opt_state, state.carry)
+    params, opt_state, carry = jax.tree.map(lambda n, o: jnp.where(jnp.all(finite), n, o),
+                                            new, old)
+    state = state.replace(params=params, opt_state=opt_state, carry=carry, key=key,
+                          step=state.step + 1)
+    return state, {"loss": loss, "finite": finite}
 
 
-def make_train_windows(tx, dropout, bptt):
-    """Jitted (state, streams [B, L], starts [K]) -> (state, losses [K]); state is donated."""
+def param_names(params):
+    """'/'-joined path of every params leaf, in jax.tree.leaves order (e.g. 'layers/0/w_h')."""
+    return ["/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+            for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+
+
+def scan_windows(tx, dropout, bptt, axis_name=None, dtype="float32"):
+    """Unjitted (state, streams [B, L], starts [K]) -> (state, metrics of [K]): K train steps."""
 
     def run(state, streams_BL, starts_K):
         def body(st, start):
-            return train_step(st, *window(streams_BL, start, bptt), tx=tx, dropout=dropout)
+            return train_step(st, *window(streams_BL, start, bptt), tx=tx, dropout=dropout,
+                              axis_name=axis_name, dtype=dtype)
         return jax.lax.scan(body, state, starts_K)
 
-    return jax.jit(run, donate_argnums=0)
+    return run
 
 
-@functools.partial(jax.jit, static_argnames="bptt")
-def _window_losses(params, carry, streams_BL, starts_K, bptt):
+def make_train_windows(tx, dropout, bptt, dtype="float32"):
+    """Jitted (state, streams [B, L], starts [K]) -> (state, metrics of [K]); state is donated.
+
+    ``dtype``: matmul precision, ModelConfig.dtype."""
+    return jax.jit(scan_windows(tx, dropout, bptt, dtype=dtype), donate_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnames=("bptt", "dtype"))
+def _window_losses(params, carry, streams_BL, starts_K, bptt, dtype="float32"):
     def body(c, start):
-        ce_BT, c = model.token_losses(params, c, *window(streams_BL, start, bptt))
+        ce_BT, c = model.token_losses(params, c, *window(streams_BL, start, bptt),
+                                      dtype=dtype)
         return c, jnp.sum(ce_BT)
     return jax.lax.scan(body, carry, starts_K)
 
 
 def evaluate(params, model_cfg: ModelConfig, ids_N, *, batch_size=10, bptt=35,
-             source="split"):
+             source="split", place=jax.device_put):
     """Perplexity over a whole split and the number of target tokens scored.
 
     The carry starts at zero and flows through the split. Every target of
     every stream is scored: the full windows in one compiled scan, then the
     shorter tail window. With batch_size 1 that is all N - 1 next tokens.
+    ``place`` puts the streams [B, L] and the carry on the devices
+    (``parallel.sharded_evaluate`` shards both over the batch axis).
     """
     streams = data.batchify(ids_N, batch_size, source=source)
-    carry = model.init_carry(model_cfg, batch_size)
+    carry = place(model.init_carry(model_cfg, batch_size))
     n_full = data.num_windows(streams, bptt, full_only=True)
     total = 0.0
-    dev = jnp.asarray(streams)
+    dev = place(streams)
     if n_full:
-        carry, sums = _window_losses(params, carry, dev, jnp.arange(n_full) * bptt, bptt)
+        carry, sums = _window_losses(params, carry, dev, jnp.arange(n_full) * bptt, bptt,
+                                     model_cfg.dtype)
         total += float(np.sum(np.asarray(sums, np.float64)))
     tail = streams.shape[1] - 1 - n_full * bptt
     if tail:
-        carry, sums = _window_losses(params, carry, dev, jnp.array([n_full * bptt]), tail)
+        carry, sums = _window_losses(params, carry, dev, jnp.array([n_full * bptt]), tail,
+                                     model_cfg.dtype)
         total += float(sums[0])
     count = batch_size * (streams.shape[1] - 1)
     return math.exp(total / count), count
 
 
-class MetricsLog:
-    """Appends JSON lines to ``metrics.jsonl`` in the workdir."""
+class Interrupted(Exception):
+    """Training stopped by SIGTERM/SIGINT after saving a checkpoint; running again resumes."""
 
-    def __init__(self, workdir):
+
+class NonFiniteError(RuntimeError):
+    """A non-finite loss or gradient with on_nonfinite='stop'; no checkpoint of it is written."""
+
+
+class MetricsLog:
+    """Appends JSON lines to ``metrics.jsonl`` in the workdir.
+
+    On resume, lines past the checkpoint's step are dropped first: the resumed
+    run writes them again, identically.
+    """
+
+    def __init__(self, workdir, resume_step=None):
         self.path = Path(workdir) / "metrics.jsonl"
+        if resume_step is not None and self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines(keepends=True)
+                    if _keep_line(line, resume_step)]
+            tmp = self.path.with_name("metrics.jsonl.tmp")
+            tmp.write_text("".join(kept))
+            tmp.replace(self.path)
 
     def write(self, **record):
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
 
-def chunk_starts(n_windows, k, bptt):
-    """Window start offsets of one epoch, grouped into jitted calls of at most K windows."""
+def _keep_line(line, step):
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False  # a line cut short by a kill
+    return record.get("step", 0) <= step and "test_ppl" not in record
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Turn SIGTERM and SIGINT into a flag that the loop checks between compiled calls."""
+    requested = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    old = {sig: signal.signal(sig, lambda signum, frame: requested.append(signum))
+           for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield requested
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def fresh_progress():
+    """Where the loop stands, saved with each checkpoint (JSON)."""
+    return {"epoch": 0, "window": 0, "best_val": None, "lr_scale": 1.0, "skipped": 0,
+            "loss_sum": 0.0, "loss_count": 0, "last_finite_loss": None}
+
+
+def start_run(model_cfg, cfg, corpus, workdir, level, tx, *, resume="auto", echo=print):
+    """(state, progress, Checkpoints): fresh, or resumed from the workdir's newest checkpoint."""
+    checkpoint.check_writable(workdir)
+    foreign = checkpoint.looks_foreign(workdir)
+    if foreign:
+        raise checkpoint.CheckpointError(foreign)
+    info = checkpoint.run_info(model_cfg, cfg, corpus.source, level, corpus.vocab)
+    state, progress = init_state(model_cfg, cfg, tx), fresh_progress()
+    ckpt = checkpoint.Checkpoints(workdir, keep=cfg.keep)
+    if ckpt.latest_step() is not None:
+        if resume == "refuse":
+            raise checkpoint.CheckpointError(
+                f"{workdir} already holds checkpoints (newest: step {ckpt.latest_step()}); "
+                f"use --resume auto to continue, --resume fresh to set them aside")
+        if resume == "fresh":
+            ckpt.close()
+            echo(f"starting fresh; moved aside: {', '.join(checkpoint.set_aside(workdir))}")
+            ckpt = checkpoint.Checkpoints(workdir, keep=cfg.keep)
+        else:
+            _, saved_train, saved_data, saved_vocab = checkpoint.read_run_info(workdir)
+            saved = json.loads((Path(workdir) / "config.json").read_text())
+            diffs = checkpoint.differences(saved, info, saved_vocab, corpus.vocab)
+            if diffs:
+                raise checkpoint.CheckpointError(
+                    f"{workdir} holds a run that differs from this one, so it cannot be "
+                    f"resumed:\n  " + "\n  ".join(diffs) +
+                    "\nuse the run's settings, another --workdir, or --resume fresh")
+            checkpoint.remove_stale_tmp(workdir)
+            state, progress = ckpt.restore(state, echo=echo)
+            echo(f"resuming from step {int(state.step)} (epoch {progress['epoch'] + 1}, "
+                 f"window {progress['window']})")
+    checkpoint.write_run_info(workdir, info, corpus.vocab)
+    return state, progress, ckpt
+
+
+def chunk_starts(first, n_windows, k, bptt):
+    """Start offsets of windows first..n_windows-1, in jitted calls of at most K windows.
+
+    Calls are aligned to multiples of K from the epoch start, so a run resumed
+    at a call boundary groups its windows exactly as the uninterrupted run.
+    """
+    edges = [first, *range(first - first % k + k, n_windows, k), n_windows]
     starts = np.arange(n_windows, dtype=np.int32) * bptt
-    return [starts[i:i + k] for i in range(0, n_windows, k)]
+    return [starts[a:b] for a, b in zip(edges[:-1], edges[1:]) if a < b]
+
+
+def check_finite(finite_KP, losses_K, step0, names, progress, cfg):
+    """Count or stop on windows whose loss or gradients were not finite."""
+    bad = ~finite_KP.all(axis=1)
+    if not bad.any():
+        progress["last_finite_loss"] = float(losses_K[-1])
+        return
+    first = int(np.argmax(bad))
+    if cfg.on_nonfinite == "skip":
+        progress["skipped"] += int(bad.sum())
+        return
+    culprits = [n for n, ok in zip(["loss"] + [f"grad of {n}" for n in names],
+                                   finite_KP[first]) if not ok]
+    last = float(losses_K[first - 1]) if first else progress["last_finite_loss"]
+    raise NonFiniteError(f"non-finite values at step {step0 + first + 1}: "
+                         f"{', '.join(culprits)}; last finite loss {last}. No checkpoint of "
+                         f"this state was written; lower --lr or --clip, or pass "
+                         f"--on-nonfinite skip to drop such batches")
+
+
+def train_epoch(state, progress, ctx):
+    """Run the rest of the current epoch (or until max_steps or a stop request)."""
+    cfg, streams, clock = ctx["cfg"], ctx["streams"], ctx["clock"]
+    n_windows = data.num_windows(streams, cfg.bptt, full_only=True)
+    for starts in chunk_starts(progress["window"], n_windows, cfg.windows_per_call, cfg.bptt):
+        step0 = int(state.step)
+        if cfg.max_steps:
+            starts = starts[: cfg.max_steps - step0]
+            if not len(starts):
+                break
+        t_call = time.perf_counter()
+        state, metrics = ctx["run_windows"](state, streams, jnp.asarray(starts))
+        losses, finite = np.asarray(metrics["loss"], np.float64), np.asarray(metrics["finite"])
+        clock.count(time.perf_counter() - t_call, len(starts) * cfg.batch_size * cfg.bptt)
+        check_finite(finite, losses, step0, ctx["names"], progress, cfg)
+        ok = finite.all(axis=1)
+        progress["window"] += len(starts)
+        progress["loss_sum"] += float(losses[ok].sum())
+        progress["loss_count"] += int(ok.sum())
+        step = step0 + len(starts)
+        if step // cfg.log_every > step0 // cfg.log_every or step == cfg.max_steps:
+            write_train_line(ctx["log"], state, progress, clock)
+        if cfg.save_every and step // cfg.save_every > step0 // cfg.save_every:
+            ctx["ckpt"].save(state, progress)
+        if ctx["stop"]:
+            ctx["ckpt"].save(state, progress)
+            raise Interrupted(f"interrupted at step {step}, checkpoint saved; resumable: "
+                              f"run the same command again")
+    return state
+
+
+def write_train_line(log, state, progress, clock):
+    mean = progress["loss_sum"] / max(progress["loss_count"], 1)
+    log.write(step=int(state.step), epoch=progress["epoch"] + 1, train_loss=mean,
+              train_ppl=math.exp(mean), lr=current_lr(state.opt_state),
+              tokens_per_s=clock.interval_rate(), skipped=progress["skipped"],
+              wall_s=clock.wall())
+    progress["loss_sum"], progress["loss_count"] = 0.0, 0
+
+
+class Clock:
+    """Wall time, and train tokens per second leaving out each process's first (compiling) call."""
+
+    def __init__(self):
+        self.t0 = self.t_log = time.perf_counter()
+        self.calls, self.time, self.tokens, self.log_tokens = 0, 0.0, 0, 0
+
+    def count(self, seconds, tokens):
+        self.calls += 1
+        self.log_tokens += tokens
+        if self.calls > 1:
+            self.time += seconds
+            self.tokens += tokens
+
+    def interval_rate(self):
+        now = time.perf_counter()
+        rate = self.log_tokens / (now - self.t_log)
+        self.t_log, self.log_tokens = now, 0
+        return rate
+
+    def rate(self):
+        return self.tokens / self.time if self.time else float("nan")
+
+    def wall(self):
+        return time.perf_counter() - self.t0
+
+
+def end_epoch(state, progress, ctx):
+    """Validate, apply the plateau rule, save (and keep as best if it improved)."""
+    cfg, model_cfg = ctx["cfg"], ctx["model_cfg"]
+    val_ppl, _ = evaluate(state.params, model_cfg, ctx["corpus"].valid,
+                          batch_size=cfg.eval_batch_size, bptt=cfg.bptt, source="valid split")
+    best = progress["best_val"] if progress["best_val"] is not None else math.inf
+    progress["best_val"], progress["lr_scale"] = plateau_update(
+        best, val_ppl, progress["lr_scale"], cfg.plateau_factor)
+    ctx["log"].write(step=int(state.step), epoch=progress["epoch"] + 1, val_ppl=val_ppl,
+                     lr=current_lr(state.opt_state), wall_s=ctx["clock"].wall())
+    ctx["echo"](f"epoch {progress['epoch'] + 1}: step {int(state.step)}, val ppl "
+                f"{val_ppl:.2f}, lr {current_lr(state.opt_state):.4g}, "
+                f"{ctx['clock'].wall():.0f} s")
+    progress["epoch"], progress["window"] = progress["epoch"] + 1, 0
+    ctx["ckpt"].save(state, progress, best=val_ppl < best)
+    return val_ppl
 
 
 def fit(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, workdir,
-        *, level="word", echo=print):
-    """Train, validate each epoch, test at the end. Returns the summary dict."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_run_info(workdir, model_cfg, cfg, corpus, level)
-    log = MetricsLog(workdir)
+        *, level="word", resume="auto", echo=print):
+    """Train (resuming from the workdir if it holds a checkpoint), validate each epoch,
+    test at the end. Returns the summary dict."""
     tx = make_optimizer(cfg)
-    state = init_state(model_cfg, cfg, tx)
+    state, progress, ckpt = start_run(model_cfg, cfg, corpus, workdir, level, tx,
+                                      resume=resume, echo=echo)
+    resumed = int(state.step) if progress != fresh_progress() else None
     streams = jnp.asarray(data.train_streams(corpus.train, cfg.batch_size, cfg.bptt))
-    n_windows = data.num_windows(streams, cfg.bptt, full_only=True)
-    run_windows = make_train_windows(tx, model_cfg.dropout, cfg.bptt)
-    tokens_per_step = cfg.batch_size * cfg.bptt
-    t0 = time.perf_counter()
-    train_time, train_tokens, val_ppl, best_val, scale = 0.0, 0, float("nan"), math.inf, 1.0
-    for epoch in range(cfg.epochs):
-        state = state.replace(opt_state=with_lr(state.opt_state, epoch_lr(cfg, epoch, scale)),
-                              carry=model.init_carry(model_cfg, cfg.batch_size))
-        losses, n_since, t_log = [], 0, time.perf_counter()
-        for starts in chunk_starts(n_windows, cfg.windows_per_call, cfg.bptt):
-            if cfg.max_steps:
-                starts = starts[: cfg.max_steps - int(state.step)]
-                if not len(starts):
-                    break
-            t_call = time.perf_counter()
-            state, chunk_losses = run_windows(state, streams, jnp.asarray(starts))
-            losses.append(chunk_losses)
-            n_since += len(starts)
-            step = int(state.step)  # waits for the call; its time counts as train time
-            if step > len(starts):  # the first call compiles; leave it out of tokens/s
-                train_time += time.perf_counter() - t_call
-                train_tokens += len(starts) * tokens_per_step
-            if step % cfg.log_every < len(starts) or step == cfg.max_steps:
-                mean = float(jnp.mean(jnp.concatenate(losses)))
-                rate = n_since * tokens_per_step / (time.perf_counter() - t_log)
-                log.write(step=step, epoch=epoch + 1, train_loss=mean,
-                          train_ppl=math.exp(mean), lr=current_lr(state.opt_state),
-                          tokens_per_s=rate, wall_s=time.perf_counter() - t0)
-                losses, n_since, t_log = [], 0, time.perf_counter()
-        val_ppl, _ = evaluate(state.params, model_cfg, corpus.valid,
-                              batch_size=cfg.eval_batch_size, bptt=cfg.bptt, source="valid split")
-        best_val, scale = plateau_update(best_val, val_ppl, scale, cfg.plateau_factor)
-        log.write(step=int(state.step), epoch=epoch + 1, val_ppl=val_ppl,
-                  lr=current_lr(state.opt_state), wall_s=time.perf_counter() - t0)
-        echo(f"epoch {epoch + 1}: step {int(state.step)}, val ppl {val_ppl:.2f}, "
-             f"lr {current_lr(state.opt_state):.4g}, {time.perf_counter() - t0:.0f} s")
-        checkpoint.save_state(workdir, state)
-        if cfg.max_steps and int(state.step) >= cfg.max_steps:
-            break
+    ctx = {"cfg": cfg, "model_cfg": model_cfg, "corpus": corpus, "streams": streams,
+           "run_windows": make_train_windows(tx, model_cfg.dropout, cfg.bptt),
+           "names": param_names(state.params), "log": MetricsLog(workdir, resumed),
+           "ckpt": ckpt, "clock": Clock(), "echo": echo}
+    val_ppl = float("nan")
+    try:
+        with stop_requests() as ctx["stop"]:
+            while progress["epoch"] < cfg.epochs and not _reached(state, cfg):
+                if progress["window"] == 0:  # epoch start: fresh carry, this epoch's lr
+                    lr = epoch_lr(cfg, progress["epoch"], progress["lr_scale"])
+                    state = state.replace(opt_state=with_lr(state.opt_state, lr),
+                                          carry=model.init_carry(model_cfg, cfg.batch_size))
+                state = train_epoch(state, progress, ctx)
+                if not _reached(state, cfg):
+                    val_ppl = end_epoch(state, progress, ctx)
+            if _reached(state, cfg) or val_ppl != val_ppl:
+                val_ppl, _ = evaluate(state.params, model_cfg, corpus.valid,
+                                      batch_size=cfg.eval_batch_size, bptt=cfg.bptt,
+                                      source="valid split")
+                ckpt.save(state, progress)
+    finally:
+        ckpt.close()
     test_ppl, _ = evaluate(state.params, model_cfg, corpus.test, batch_size=cfg.test_batch_size,
                            bptt=cfg.bptt, source="test split")
-    summary = {"val_ppl": val_ppl, "test_ppl": test_ppl, "best_val_ppl": best_val,
-               "steps": int(state.step), "tokens_per_s": train_tokens / train_time
-               if train_time else float("nan"), "wall_s": time.perf_counter() - t0}
-    log.write(**summary)
+    best = progress["best_val"] if progress["best_val"] is not None else val_ppl
+    summary = {"val_ppl": val_ppl, "test_ppl": test_ppl, "best_val_ppl": min(best, val_ppl),
+               "steps": int(state.step), "skipped": progress["skipped"],
+               "tokens_per_s": ctx["clock"].rate(), "wall_s": ctx["clock"].wall()}
+    ctx["log"].write(**summary)
     return summary
+
+
+def _reached(state, cfg):
+    return bool(cfg.max_steps) and int(state.step) >= cfg.max_steps

@@ -24,15 +24,15 @@ def test_k_windows_per_call_equal_k_single_steps():
     tx = train.make_optimizer(cfg)
     streams = jnp.asarray(data.batchify(np.arange(60) % 12, 3))
     starts = jnp.arange(4) * 4
-    many, losses = train.make_train_windows(tx, 0.2, 4)(
+    many, metrics = train.make_train_windows(tx, 0.2, 4)(
         train.init_state(mcfg, cfg, tx), streams, starts)
     one_at_a_time = train.make_train_windows(tx, 0.2, 4)
     state = train.init_state(mcfg, cfg, tx)
     single = []
     for s in starts:
-        state, loss = one_at_a_time(state, streams, s[None])
-        single.append(loss[0])
-    np.testing.assert_allclose(losses, single, rtol=1e-6)
+        state, out = one_at_a_time(state, streams, s[None])
+        single.append(out["loss"][0])
+    np.testing.assert_allclose(metrics["loss"], single, rtol=1e-6)
     for a, b in zip(plain_leaves(many), plain_leaves(state)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
@@ -49,7 +49,8 @@ def test_train_step_is_clipped_sgd_and_carries_the_state_on():
     state = train.init_state(mcfg, cfg, tx)
     x = jnp.array([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])
     y = (x + 1) % 12
-    new, loss = train.train_step(state, x, y, tx=tx, dropout=0.0)
+    new, metrics = train.train_step(state, x, y, tx=tx, dropout=0.0)
+    loss = metrics["loss"]
     (ref_loss, ref_carry), grads = jax.value_and_grad(model.loss, has_aux=True)(
         state.params, state.carry, x, y)
     scale = min(1.0, 0.01 / float(optax.tree.norm(grads)))
@@ -71,7 +72,7 @@ def test_gradient_stops_at_the_window_boundary():
     state, _ = train.train_step(state, x, x, tx=tx, dropout=0.0)
     # The carry entering the next window is a constant: the loss has no gradient w.r.t. it.
     g = jax.grad(lambda c: train.train_step(state.replace(carry=c), x, x, tx=tx,
-                                            dropout=0.0)[1])(state.carry)
+                                            dropout=0.0)[1]["loss"])(state.carry)
     assert all(float(jnp.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(g))
     stopped = jax.grad(lambda c: model.loss(state.params, jax.lax.stop_gradient(c), x, x)[0])(
         state.carry)
@@ -154,7 +155,9 @@ def test_max_steps_stops_training(tiny_corpus_dir):
     (dict(lr=float("nan")), r"lr must be in"),
     (dict(clip=0.0), "clip must be > 0"),
     (dict(lr_decay=1.5), "lr_decay and plateau_factor must be in"),
-    (dict(max_steps=-2), "max_steps and decay_after must be >= 0"),
+    (dict(max_steps=-2), "max_steps, decay_after and save_every must be >= 0"),
+    (dict(keep=0), "keep must be at least 1"),
+    (dict(on_nonfinite="ignore"), "on_nonfinite must be 'stop' or 'skip'"),
 ])
 def test_train_config_rejects_bad_values(bad, message):
     with pytest.raises(ValueError, match=message):

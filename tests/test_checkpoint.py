@@ -1,0 +1,260 @@
+"""Full-state checkpoints: exact resume after kills, signals, damaged checkpoints,
+mismatched runs, non-finite values, and the errors for bad workdirs."""
+import errno
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from jax_rnnlm import checkpoint, data, model, train
+from jax_rnnlm.checkpoint import CheckpointError
+from jax_rnnlm.model import ModelConfig
+from jax_rnnlm.train import TrainConfig
+
+WORKER = Path(__file__).with_name("kill_worker.py")
+# 280 train tokens, B = 2, T = 5: 27 windows an epoch, 3 per call, a checkpoint every 6 steps.
+FLAGS = ["--cell", "lstm", "--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "2",
+         "--bptt", "5", "--epochs", "3", "--lr", "1", "--dropout", "0.2",
+         "--windows-per-call", "3", "--save-every", "6", "--log-every", "3", "--seed", "4"]
+
+
+def train_args(corpus_dir, workdir, *extra):
+    return ["train", "--data", str(corpus_dir), "--workdir", str(workdir), *FLAGS, *extra]
+
+
+def worker(point, args, timeout=120):
+    return subprocess.run([sys.executable, str(WORKER), point, *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def losses(workdir):
+    lines = [json.loads(l) for l in (Path(workdir) / "metrics.jsonl").open()]
+    return [(l["step"], l["train_loss"]) for l in lines if "train_loss" in l], \
+        [(l["step"], l["val_ppl"]) for l in lines if "val_ppl" in l and "test_ppl" not in l]
+
+
+def final_leaves(workdir, corpus_dir):
+    mcfg, tinfo, _, _ = checkpoint.read_run_info(workdir)
+    tcfg = TrainConfig(**tinfo)
+    template = train.init_state(mcfg, tcfg, train.make_optimizer(tcfg))
+    state = checkpoint.restore_params(workdir, template)
+    return jax.tree.leaves(state.replace(key=jax.random.key_data(state.key)))
+
+
+def test_killed_runs_resume_bitwise_identically(tiny_corpus_dir):
+    ref, cut = tiny_corpus_dir / "ref", tiny_corpus_dir / "cut"
+    done = worker("never", train_args(tiny_corpus_dir, ref))
+    assert done.returncode == 0, done.stderr
+    # Killed after call 5 (step 15; last save at 12), mid-save of step 36, after call 6 of
+    # the third run (its first call compiles, the kill lands in epoch 3), then finished.
+    for point in ("call:5", "mid-save:36", "call:6"):
+        killed = worker(point, train_args(tiny_corpus_dir, cut))
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+    final = worker("never", train_args(tiny_corpus_dir, cut))
+    assert final.returncode == 0, final.stderr
+    assert "resuming from step" in final.stderr
+    assert losses(cut) == losses(ref) and len(losses(ref)[0]) == 27
+    assert json.loads(final.stdout.splitlines()[-1])["test_ppl"] == \
+        json.loads(done.stdout.splitlines()[-1])["test_ppl"]
+    for a, b in zip(final_leaves(cut, tiny_corpus_dir), final_leaves(ref, tiny_corpus_dir)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_saves_and_exits_resumable(tiny_corpus_dir):
+    workdir = tiny_corpus_dir / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "jax_rnnlm",
+                             *train_args(tiny_corpus_dir, workdir, "--epochs", "100000")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.time() + 60
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 3):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75
+    assert "interrupted at step" in err and "resumable" in err
+    step = int(err.split("interrupted at step ")[1].split(",")[0])
+    with checkpoint.Checkpoints(workdir) as ckpt:
+        assert ckpt.latest_step() == step
+
+
+def small_run(corpus_dir, workdir, **overrides):
+    corpus = data.load_corpus(corpus_dir)
+    mcfg = ModelConfig(vocab_size=len(corpus.vocab), embed_dim=8, hidden_dim=8, cell="gru")
+    cfg = TrainConfig(**{"batch_size": 2, "bptt": 5, "epochs": 1, "save_every": 5,
+                         "windows_per_call": 5, **overrides})
+    return mcfg, cfg, corpus
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tiny_corpus_dir):
+    workdir = tiny_corpus_dir / "run"
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir)
+    train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+    with checkpoint.Checkpoints(workdir) as ckpt:
+        steps = sorted(ckpt.last.all_steps())
+    newest = workdir / "checkpoints" / str(steps[-1]) / "state"
+    for f in newest.rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            f.write_bytes(b"garbage")  # corrupt every array chunk
+    messages = []
+    template = train.init_state(mcfg, cfg, train.make_optimizer(cfg))
+    with checkpoint.Checkpoints(workdir) as ckpt:
+        state, progress = ckpt.restore(template, echo=messages.append)
+    assert int(state.step) == steps[-2]
+    assert f"checkpoint of step {steps[-1]}" in messages[0] and "unreadable" in messages[0]
+
+
+def test_missing_files_in_every_checkpoint_is_a_clear_error(tiny_corpus_dir):
+    workdir = tiny_corpus_dir / "run"
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir)
+    train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+    for state_dir in (workdir / "checkpoints").glob("*/state"):
+        for f in state_dir.rglob("*"):
+            if f.is_file():
+                f.unlink()
+    with pytest.raises(CheckpointError, match="none of the checkpoints .* could be read"):
+        train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+
+
+def test_a_run_with_other_settings_refuses_to_resume_and_says_what_differs(tiny_corpus_dir):
+    workdir = tiny_corpus_dir / "run"
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir)
+    train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+    bigger = ModelConfig(**{**mcfg.__dict__, "hidden_dim": 16, "embed_dim": 16})
+    with pytest.raises(CheckpointError, match=r"model.hidden_dim: checkpoint has 8, this run "
+                                              r"has 16"):
+        train.fit(bigger, cfg, corpus, workdir, echo=lambda s: None)
+    other = tiny_corpus_dir / "other"
+    other.mkdir()
+    for split in data.SPLITS:
+        (other / f"{split}.txt").write_text("one two three four five six\n" * 30)
+    corpus2 = data.load_corpus(other)
+    mcfg2 = ModelConfig(**{**mcfg.__dict__, "vocab_size": len(corpus2.vocab)})
+    with pytest.raises(CheckpointError, match=r"model.vocab_size: checkpoint has 10, this run "
+                                              r"has 7"):
+        train.fit(mcfg2, cfg, corpus2, workdir, echo=lambda s: None)
+
+
+def test_more_epochs_continue_the_run(tiny_corpus_dir):
+    workdir = tiny_corpus_dir / "run"
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir)
+    first = train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+    messages = []
+    more = train.fit(mcfg, TrainConfig(**{**cfg.__dict__, "epochs": 2}), corpus, workdir,
+                     echo=messages.append)
+    assert more["steps"] == 2 * first["steps"]
+    assert any(m.startswith(f"resuming from step {first['steps']}") for m in messages)
+
+
+def test_resume_refuse_and_fresh(tiny_corpus_dir):
+    workdir = tiny_corpus_dir / "run"
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir)
+    train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+    with pytest.raises(CheckpointError, match="already holds checkpoints"):
+        train.fit(mcfg, cfg, corpus, workdir, resume="refuse", echo=lambda s: None)
+    train.fit(mcfg, cfg, corpus, workdir, resume="fresh", echo=lambda s: None)
+    assert len(list(workdir.glob("checkpoints.old-*"))) == 1  # set aside, not deleted
+
+
+def test_best_checkpoint_is_kept_beside_the_last_ones(tiny_corpus_dir):
+    workdir = tiny_corpus_dir / "run"
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir, epochs=3, keep=1)
+    train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+    with checkpoint.Checkpoints(workdir) as ckpt:
+        assert len(ckpt.last.all_steps()) == 1 and len(ckpt.best.all_steps()) == 1
+
+
+def poison_token(monkeypatch, token_id):
+    """Make every window that reads ``token_id`` produce a NaN loss."""
+    init = model.init_params
+
+    def poisoned(key, cfg):
+        params = init(key, cfg)
+        params["embed"] = params["embed"].at[token_id].set(jnp.nan)
+        return params
+    monkeypatch.setattr(model, "init_params", poisoned)
+
+
+def test_non_finite_loss_stops_with_a_diagnosis_and_no_checkpoint(tiny_corpus_dir, monkeypatch):
+    workdir = tiny_corpus_dir / "run"
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir)
+    poison_token(monkeypatch, corpus.vocab.index["a"])  # first read in window 3
+    with pytest.raises(train.NonFiniteError, match=r"non-finite values at step 3: loss, "
+                                                   r"grad of .*; last finite loss \d"):
+        train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+    with checkpoint.Checkpoints(workdir) as ckpt:
+        assert ckpt.latest_step() is None
+
+
+def test_non_finite_batches_can_be_skipped_and_counted(tiny_corpus_dir, monkeypatch):
+    workdir = tiny_corpus_dir / "run"
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir, on_nonfinite="skip")
+    poison_token(monkeypatch, corpus.vocab.index["a"])
+    summary = train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+    assert 0 < summary["skipped"] < summary["steps"]
+
+
+def test_a_bad_window_leaves_params_untouched():
+    mcfg = ModelConfig(vocab_size=6, embed_dim=4, hidden_dim=4, cell="rnn")
+    cfg = TrainConfig(batch_size=1, bptt=3)
+    tx = train.make_optimizer(cfg)
+    state = train.init_state(mcfg, cfg, tx)
+    state = state.replace(params={**state.params,
+                                  "embed": state.params["embed"].at[5].set(jnp.inf)})
+    new, metrics = train.train_step(state, jnp.array([[1, 5, 2]]), jnp.array([[5, 2, 3]]),
+                                    tx=tx, dropout=0.0)
+    assert not bool(metrics["finite"][0])
+    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_disk_full_during_save_is_reported_and_keeps_the_previous_checkpoint(
+        tiny_corpus_dir, monkeypatch):
+    workdir = tiny_corpus_dir / "run"
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir)
+    save = ocp.CheckpointManager.save
+
+    def full_after_first(self, step, *a, **k):
+        if step > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(self, step, *a, **k)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_after_first)
+    with pytest.raises(CheckpointError, match=r"could not write the checkpoint of step 10: No "
+                                              r"space left on device; the previous "
+                                              r"checkpoint \(step 5\) is intact"):
+        train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+
+
+def test_checkpoints_of_another_program_are_not_touched(tiny_corpus_dir):
+    workdir = tiny_corpus_dir / "run"
+    (workdir / "checkpoints").mkdir(parents=True)
+    (workdir / "checkpoints" / "model.pt").write_text("torch")
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir)
+    with pytest.raises(CheckpointError, match="was not written by jax-rnnlm"):
+        train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
+    assert (workdir / "checkpoints" / "model.pt").read_text() == "torch"
+
+
+def test_unwritable_workdir_is_named(tiny_corpus_dir):
+    blocker = tiny_corpus_dir / "a_file"
+    blocker.write_text("")
+    mcfg, cfg, corpus = small_run(tiny_corpus_dir, blocker / "run")
+    with pytest.raises(CheckpointError, match=r"cannot write to workdir .*a_file/run"):
+        train.fit(mcfg, cfg, corpus, blocker / "run", echo=lambda s: None)
+
+
+def test_unreadable_run_config_is_named(tiny_corpus_dir):
+    workdir = tiny_corpus_dir / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json or vocab.json is unreadable"):
+        checkpoint.read_run_info(workdir)
