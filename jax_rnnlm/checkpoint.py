@@ -16,6 +16,7 @@ after that, so a kill at any moment leaves the previous good step in place.
 import dataclasses
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from jax_rnnlm.model import ModelConfig
 
 # TrainConfig fields that may change when a run resumes; every other one must match.
 RESUMABLE_CHANGES = {"epochs", "max_steps", "log_every", "save_every", "keep",
-                     "on_nonfinite", "eval_batch_size", "test_batch_size"}
+                     "on_nonfinite", "eval_batch_size", "test_batch_size", "devices"}
 
 
 class CheckpointError(RuntimeError):
@@ -57,6 +58,28 @@ def write_run_info(workdir, info, vocab):
     workdir = Path(workdir)
     _atomic_write(workdir / "config.json", json.dumps(info, indent=2) + "\n")
     _atomic_write(workdir / "vocab.json", json.dumps(list(vocab.words)) + "\n")
+
+
+def record_environment(workdir, **extra):
+    """Append what this run ran on to environment.jsonl: versions, backend, devices, commit."""
+    from importlib import metadata
+    versions = {}
+    for pkg in ("jax", "jaxlib", "optax", "flax", "orbax-checkpoint", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
+    except OSError:
+        commit = None
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "python": sys.version.split()[0], "versions": versions,
+              "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+              "git_commit": commit, "argv": sys.argv, **extra}
+    with (Path(workdir) / "environment.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def _atomic_write(path, text):

@@ -1,16 +1,21 @@
-"""Command line: ``jax-rnnlm train`` and ``jax-rnnlm eval`` (also ``python -m jax_rnnlm``).
+"""Command line: ``jax-rnnlm {train,eval,generate,score,plot,bench}`` (also ``python -m jax_rnnlm``).
 
-Flags are the fields of ModelConfig and TrainConfig with dashes for underscores.
+Train flags are the fields of ModelConfig and TrainConfig with dashes for
+underscores. Settings come from defaults < --preset < --config FILE < flags.
 """
 import argparse
 import dataclasses
 import json
 import sys
 
-from jax_rnnlm import checkpoint, data, train
+from jax_rnnlm import checkpoint, data, generate, presets, train
 from jax_rnnlm.config import help_of
 from jax_rnnlm.model import ModelConfig
 from jax_rnnlm.train import TrainConfig
+
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal, checkpoint saved, run again to resume
+RUN_FLAGS = ("data", "level", "workdir")  # train settings that are not config fields
+
 
 def _add_config_flags(parser, cls, skip=()):
     for field in dataclasses.fields(cls):
@@ -18,7 +23,8 @@ def _add_config_flags(parser, cls, skip=()):
             continue
         flag = "--" + field.name.replace("_", "-")
         if field.type in (bool, "bool"):
-            parser.add_argument(flag, action="store_true", help=help_of(field))
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                default=field.default, help=help_of(field))
         else:
             typ = {"int": int, "float": float, "str": str}.get(field.type, field.type)
             parser.add_argument(flag, type=typ, default=field.default,
@@ -31,13 +37,11 @@ def _config(cls, args, **extra):
     return cls(**values, **extra)
 
 
-EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal, checkpoint saved, run again to resume
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog="jax-rnnlm", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _train_parser(sub):
     tr = sub.add_parser("train", help="train a language model, then report val/test perplexity")
+    tr.add_argument("--preset", choices=sorted(presets.PRESETS),
+                    help="named settings of a recorded experiment")
+    tr.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
     tr.add_argument("--data", default="ptb", help="'ptb', 'tinyshakespeare', a directory with "
                     "{ptb.,}{train,valid,test}.txt, or one text file (default: ptb)")
     tr.add_argument("--level", choices=["word", "char"], default="word",
@@ -46,46 +50,130 @@ def build_parser():
     tr.add_argument("--resume", choices=["auto", "refuse", "fresh"], default="auto",
                     help="workdir with checkpoints: continue from the newest (auto), stop with "
                     "an error (refuse), or move them aside and start over (fresh)")
+    tr.add_argument("--coordinator", help="HOST:PORT of process 0 in a multi-process run, or "
+                    "'auto' on SLURM / Open MPI / TPU pods (default: $JAX_COORDINATOR_ADDRESS)")
+    tr.add_argument("--num-processes", type=int, help="processes of a multi-process run "
+                    "(default: $JAX_NUM_PROCESSES)")
+    tr.add_argument("--process-id", type=int, help="this process, 0..P-1 "
+                    "(default: $JAX_PROCESS_ID)")
     _add_config_flags(tr, ModelConfig, skip=("vocab_size",))
     _add_config_flags(tr, TrainConfig)
-    ev = sub.add_parser("eval", help="perplexity of a trained model on one split")
-    ev.add_argument("--workdir", required=True, help="workdir of a train run")
+    return tr
+
+
+def _trained_parser(sub, name, help):
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--workdir", required=True, help="workdir of a train run")
+    p.add_argument("--checkpoint", choices=["last", "best"], default="last",
+                   help="the newest checkpoint, or the one with the best val perplexity")
+    return p
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="jax-rnnlm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    parser.train_parser = _train_parser(sub)
+    ev = _trained_parser(sub, "eval", "perplexity of a trained model on one split")
     ev.add_argument("--data", help="corpus to score (default: the one the run trained on)")
     ev.add_argument("--level", choices=["word", "char"], help="default: the run's level")
     ev.add_argument("--split", choices=data.SPLITS, default="test", help="which split")
-    ev.add_argument("--checkpoint", choices=["last", "best"], default="last",
-                    help="the newest checkpoint, or the one with the best val perplexity")
     ev.add_argument("--batch-size", type=int, default=1, help="parallel streams (default: 1)")
     ev.add_argument("--bptt", type=int, default=35, help="window length (no effect on the "
                     "result beyond float rounding; default: 35)")
+    gen = _trained_parser(sub, "generate", "sample text from a trained model")
+    gen.add_argument("--prompt", default="", help="text to continue (default: a new sentence)")
+    gen.add_argument("--length", type=int, default=50, help="tokens to sample (default: 50)")
+    gen.add_argument("--temperature", type=float, default=1.0,
+                     help="softmax temperature; 0 picks the most likely token (default: 1)")
+    gen.add_argument("--top-k", type=int, default=0, help="sample among the k most likely "
+                     "tokens only (default: 0, all)")
+    gen.add_argument("--top-p", type=float, default=1.0, help="sample from the smallest set of "
+                     "tokens with this total probability (default: 1)")
+    gen.add_argument("--skip", default="<unk>", help="comma-separated tokens never to emit; "
+                     "they are resampled without advancing the state (default: <unk>)")
+    gen.add_argument("--num-samples", type=int, default=1, help="samples drawn in parallel")
+    gen.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
+    sc = _trained_parser(sub, "score", "log-probability and perplexity of text, as JSON lines")
+    sc.add_argument("--text", required=True, help="text file to score, or - for stdin")
+    sc.add_argument("--per", choices=["line", "text"], default="line",
+                    help="score each line from a fresh state after <eos> (line), or the "
+                    "whole text as one stream as eval does (text)")
+    pl = sub.add_parser("plot", help="PNG learning curves of one or more runs")
+    pl.add_argument("workdirs", nargs="+", help="workdirs of train runs")
+    pl.add_argument("--out", default="curves.png", help="PNG file to write")
+    sub.add_parser("bench", help="throughput benchmark (see jax-rnnlm bench --help)",
+                   add_help=False)
     return parser
 
 
+def resolve_train_args(argv):
+    """Parse train flags with preset and config-file values as the defaults."""
+    parser = build_parser()
+    first = parser.parse_args(argv)
+    known = {f.name for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
+    known = (known - {"vocab_size"}) | set(RUN_FLAGS)
+    values = dict(presets.PRESETS[first.preset]) if first.preset else {}
+    if first.config:
+        from_file = presets.read_config_file(first.config)
+        presets.check_keys(from_file, known, first.config)
+        values.update(from_file)
+    parser.train_parser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
 def cmd_train(args):
+    from jax_rnnlm import parallel
+    parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    main = parallel.is_main_process()
     corpus = data.load_corpus(args.data, args.level)
     model_cfg = _config(ModelConfig, args, vocab_size=len(corpus.vocab))
     train_cfg = _config(TrainConfig, args)
-    print(json.dumps({"model": dataclasses.asdict(model_cfg),
-                      "train": dataclasses.asdict(train_cfg), "data": corpus.source}),
-          file=sys.stderr)
+    if main:
+        print(json.dumps({"model": dataclasses.asdict(model_cfg),
+                          "train": dataclasses.asdict(train_cfg), "data": corpus.source,
+                          "level": args.level}), file=sys.stderr)
     summary = train.fit(model_cfg, train_cfg, corpus, args.workdir, level=args.level,
-                        resume=args.resume,
-                        echo=lambda s: print(s, file=sys.stderr))
-    print(json.dumps(summary))
+                        resume=args.resume, echo=lambda s: print(s, file=sys.stderr),
+                        live=None, main=main)
+    if main:
+        print(json.dumps(summary))
 
 
 def cmd_eval(args):
-    model_cfg, train_info, data_info, vocab = checkpoint.read_run_info(args.workdir)
-    corpus = data.load_corpus(args.data or data_info["source"],
-                              args.level or data_info["level"], vocab=vocab)
-    train_cfg = TrainConfig(**train_info)
-    template = train.init_state(model_cfg, train_cfg, train.make_optimizer(train_cfg))
-    state = checkpoint.restore_params(args.workdir, template, which=args.checkpoint)
-    ppl, count = train.evaluate(state.params, model_cfg, getattr(corpus, args.split),
+    run = train.load_trained(args.workdir, args.checkpoint)
+    corpus = data.load_corpus(args.data or run.data_info["source"],
+                              args.level or run.data_info["level"], vocab=run.vocab)
+    ppl, count = train.evaluate(run.params, run.model_cfg, getattr(corpus, args.split),
                                 batch_size=args.batch_size, bptt=args.bptt,
                                 source=f"{args.split} split")
     print(json.dumps({"split": args.split, "ppl": ppl, "tokens": count,
-                      "batch_size": args.batch_size, "step": int(state.step)}))
+                      "batch_size": args.batch_size, "step": run.step}))
+
+
+def cmd_generate(args):
+    run = train.load_trained(args.workdir, args.checkpoint)
+    for text in generate.generate_texts(run, args.prompt, length=args.length, seed=args.seed,
+                                        num_samples=args.num_samples, skip=args.skip.split(","),
+                                        temperature=args.temperature, top_k=args.top_k,
+                                        top_p=args.top_p):
+        print(text)
+
+
+def cmd_score(args):
+    run = train.load_trained(args.workdir, args.checkpoint)
+    text = sys.stdin.read() if args.text == "-" else data.read_text(args.text)
+    for record in generate.score_text(run, text, per=args.per):
+        print(json.dumps(record))
+
+
+def cmd_plot(args):
+    from jax_rnnlm import plot
+    plot.learning_curves(args.workdirs, args.out)
+    print(args.out)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate,
+            "score": cmd_score, "plot": cmd_plot}
 
 
 def main(argv=None):
@@ -93,13 +181,14 @@ def main(argv=None):
     if argv[:1] == ["bench"]:  # the benchmark has its own flags (jax_rnnlm/bench.py)
         from jax_rnnlm import bench
         return bench.main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
     try:
-        {"train": cmd_train, "eval": cmd_eval}[args.command](args)
+        args = resolve_train_args(argv) if argv[:1] == ["train"] else parser.parse_args(argv)
+        COMMANDS[args.command](args)
     except train.Interrupted as e:
-        print(f"jax-rnnlm {args.command}: {e}", file=sys.stderr)
+        print(f"jax-rnnlm {argv[0]}: {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (data.DataError, checkpoint.CheckpointError, train.NonFiniteError, ValueError) as e:
-        print(f"jax-rnnlm {args.command}: error: {e}", file=sys.stderr)
+        print(f"jax-rnnlm {argv[0]}: error: {e}", file=sys.stderr)
         return 2
     return 0

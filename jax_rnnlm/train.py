@@ -24,6 +24,7 @@ import optax
 from jax_rnnlm.config import field
 from jax_rnnlm import checkpoint, data, model
 from jax_rnnlm.model import ModelConfig
+from jax_rnnlm.progress import TrainProgress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,8 @@ class TrainConfig:
     keep: int = field(default=3, help="how many of the newest checkpoints to keep (plus the best)")
     on_nonfinite: str = field(
         default="stop", help="on a non-finite loss or gradient: stop, or skip the batch")
+    devices: int = field(
+        default=0, help="devices to split the B streams over (0: all); B must be a multiple")
     seed: int = field(default=0, help="random seed for init, dropout and everything else")
 
     def __post_init__(self):
@@ -75,6 +78,8 @@ class TrainConfig:
             raise ValueError("lr_decay and plateau_factor must be in (0, 1]")
         if self.max_steps < 0 or self.decay_after < 0 or self.save_every < 0:
             raise ValueError("max_steps, decay_after and save_every must be >= 0")
+        if self.devices < 0:
+            raise ValueError(f"devices must be >= 0 (0: all devices), got {self.devices}")
         if self.keep < 1:
             raise ValueError(f"keep must be at least 1, got {self.keep}")
         if self.on_nonfinite not in ("stop", "skip"):
@@ -295,14 +300,16 @@ def fresh_progress():
             "loss_sum": 0.0, "loss_count": 0, "last_finite_loss": None}
 
 
-def start_run(model_cfg, cfg, corpus, workdir, level, tx, *, resume="auto", echo=print):
-    """(state, progress, Checkpoints): fresh, or resumed from the workdir's newest checkpoint."""
+def start_run(state, model_cfg, cfg, corpus, workdir, level, *, resume="auto", echo=print,
+              main=True):
+    """(state, progress, Checkpoints): ``state`` as given (fresh), or the workdir's newest
+    checkpoint restored into its structure and device placement."""
     checkpoint.check_writable(workdir)
     foreign = checkpoint.looks_foreign(workdir)
     if foreign:
         raise checkpoint.CheckpointError(foreign)
     info = checkpoint.run_info(model_cfg, cfg, corpus.source, level, corpus.vocab)
-    state, progress = init_state(model_cfg, cfg, tx), fresh_progress()
+    progress = fresh_progress()
     ckpt = checkpoint.Checkpoints(workdir, keep=cfg.keep)
     if ckpt.latest_step() is not None:
         if resume == "refuse":
@@ -311,23 +318,45 @@ def start_run(model_cfg, cfg, corpus, workdir, level, tx, *, resume="auto", echo
                 f"use --resume auto to continue, --resume fresh to set them aside")
         if resume == "fresh":
             ckpt.close()
-            echo(f"starting fresh; moved aside: {', '.join(checkpoint.set_aside(workdir))}")
+            if main:
+                echo(f"starting fresh; moved aside: {', '.join(checkpoint.set_aside(workdir))}")
             ckpt = checkpoint.Checkpoints(workdir, keep=cfg.keep)
         else:
-            _, saved_train, saved_data, saved_vocab = checkpoint.read_run_info(workdir)
             saved = json.loads((Path(workdir) / "config.json").read_text())
-            diffs = checkpoint.differences(saved, info, saved_vocab, corpus.vocab)
+            diffs = checkpoint.differences(saved, info, checkpoint.read_run_info(workdir)[3],
+                                           corpus.vocab)
             if diffs:
                 raise checkpoint.CheckpointError(
                     f"{workdir} holds a run that differs from this one, so it cannot be "
                     f"resumed:\n  " + "\n  ".join(diffs) +
                     "\nuse the run's settings, another --workdir, or --resume fresh")
-            checkpoint.remove_stale_tmp(workdir)
+            if main:
+                checkpoint.remove_stale_tmp(workdir)
             state, progress = ckpt.restore(state, echo=echo)
             echo(f"resuming from step {int(state.step)} (epoch {progress['epoch'] + 1}, "
                  f"window {progress['window']})")
-    checkpoint.write_run_info(workdir, info, corpus.vocab)
+    if main:
+        checkpoint.write_run_info(workdir, info, corpus.vocab)
+        checkpoint.record_environment(workdir, resumed_from=int(state.step))
     return state, progress, ckpt
+
+
+def place_run(model_cfg, cfg, corpus, tx):
+    """(state, streams [B, L], run_windows, evaluate) on one device or split over several.
+
+    With more than one device (``cfg.devices``, 0 meaning all of them) the B
+    streams, and the carry with them, are sharded over a mesh (parallel.py).
+    """
+    from jax_rnnlm import parallel  # parallel builds on this module
+    state = init_state(model_cfg, cfg, tx)
+    streams = data.train_streams(corpus.train, cfg.batch_size, cfg.bptt)
+    n = cfg.devices or jax.device_count()
+    if n == 1:
+        return (state, jnp.asarray(streams),
+                make_train_windows(tx, model_cfg.dropout, cfg.bptt, model_cfg.dtype), evaluate)
+    state, streams, run_windows = parallel.prepare(state, streams, tx, model_cfg.dropout,
+                                                   cfg.bptt, n, dtype=model_cfg.dtype)
+    return state, streams, run_windows, parallel.sharded_evaluate
 
 
 def chunk_starts(first, n_windows, k, bptt):
@@ -380,7 +409,11 @@ def train_epoch(state, progress, ctx):
         progress["loss_sum"] += float(losses[ok].sum())
         progress["loss_count"] += int(ok.sum())
         step = step0 + len(starts)
-        if step // cfg.log_every > step0 // cfg.log_every or step == cfg.max_steps:
+        log_point = step // cfg.log_every > step0 // cfg.log_every or step == cfg.max_steps
+        ctx["progress"].update(step, log_point=log_point, epoch=progress["epoch"] + 1,
+                               loss=float(losses.mean()), ppl=math.exp(losses.mean()),
+                               lr=current_lr(state.opt_state), tok_s=clock.rate())
+        if log_point:
             write_train_line(ctx["log"], state, progress, clock)
         if cfg.save_every and step // cfg.save_every > step0 // cfg.save_every:
             ctx["ckpt"].save(state, progress)
@@ -429,12 +462,10 @@ class Clock:
 
 def end_epoch(state, progress, ctx):
     """Validate, apply the plateau rule, save (and keep as best if it improved)."""
-    cfg, model_cfg = ctx["cfg"], ctx["model_cfg"]
-    val_ppl, _ = evaluate(state.params, model_cfg, ctx["corpus"].valid,
-                          batch_size=cfg.eval_batch_size, bptt=cfg.bptt, source="valid split")
+    val_ppl = validate(state, ctx)
     best = progress["best_val"] if progress["best_val"] is not None else math.inf
     progress["best_val"], progress["lr_scale"] = plateau_update(
-        best, val_ppl, progress["lr_scale"], cfg.plateau_factor)
+        best, val_ppl, progress["lr_scale"], ctx["cfg"].plateau_factor)
     ctx["log"].write(step=int(state.step), epoch=progress["epoch"] + 1, val_ppl=val_ppl,
                      lr=current_lr(state.opt_state), wall_s=ctx["clock"].wall())
     ctx["echo"](f"epoch {progress['epoch'] + 1}: step {int(state.step)}, val ppl "
@@ -445,46 +476,87 @@ def end_epoch(state, progress, ctx):
     return val_ppl
 
 
+def validate(state, ctx, split="valid"):
+    cfg = ctx["cfg"]
+    batch = cfg.eval_batch_size if split == "valid" else cfg.test_batch_size
+    return ctx["evaluate"](state.params, ctx["model_cfg"], getattr(ctx["corpus"], split),
+                           batch_size=batch, bptt=cfg.bptt, source=f"{split} split")[0]
+
+
 def fit(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, workdir,
-        *, level="word", resume="auto", echo=print):
+        *, level="word", resume="auto", echo=print, live=False, main=True):
     """Train (resuming from the workdir if it holds a checkpoint), validate each epoch,
-    test at the end. Returns the summary dict."""
+    test at the end. Returns the summary dict.
+
+    ``echo`` receives the human-readable progress lines; ``live`` shows a progress
+    bar instead (None: when stderr is a terminal). In a multi-process run only the
+    ``main`` process writes logs and run files; all of them save checkpoints together.
+    """
+    echo = echo if main else (lambda s: None)
     tx = make_optimizer(cfg)
-    state, progress, ckpt = start_run(model_cfg, cfg, corpus, workdir, level, tx,
-                                      resume=resume, echo=echo)
+    state, streams, run_windows, evaluate_fn = place_run(model_cfg, cfg, corpus, tx)
+    state, progress, ckpt = start_run(state, model_cfg, cfg, corpus, workdir, level,
+                                      resume=resume, echo=echo, main=main)
     resumed = int(state.step) if progress != fresh_progress() else None
-    streams = jnp.asarray(data.train_streams(corpus.train, cfg.batch_size, cfg.bptt))
+    n_windows = data.num_windows(streams, cfg.bptt, full_only=True)
+    total = min(cfg.epochs * n_windows, cfg.max_steps or cfg.epochs * n_windows)
     ctx = {"cfg": cfg, "model_cfg": model_cfg, "corpus": corpus, "streams": streams,
-           "run_windows": make_train_windows(tx, model_cfg.dropout, cfg.bptt),
-           "names": param_names(state.params), "log": MetricsLog(workdir, resumed),
-           "ckpt": ckpt, "clock": Clock(), "echo": echo}
+           "run_windows": run_windows, "evaluate": evaluate_fn,
+           "names": param_names(state.params), "ckpt": ckpt, "clock": Clock(), "echo": echo,
+           "log": MetricsLog(workdir, resumed) if main else NoLog(),
+           "progress": TrainProgress(total, int(state.step), echo=echo, live=live and main)}
     val_ppl = float("nan")
     try:
         with stop_requests() as ctx["stop"]:
             while progress["epoch"] < cfg.epochs and not _reached(state, cfg):
                 if progress["window"] == 0:  # epoch start: fresh carry, this epoch's lr
                     lr = epoch_lr(cfg, progress["epoch"], progress["lr_scale"])
+                    # zeros_like keeps the carry's placement (sharded over the batch axis)
                     state = state.replace(opt_state=with_lr(state.opt_state, lr),
-                                          carry=model.init_carry(model_cfg, cfg.batch_size))
+                                          carry=jax.tree.map(jnp.zeros_like, state.carry))
                 state = train_epoch(state, progress, ctx)
                 if not _reached(state, cfg):
                     val_ppl = end_epoch(state, progress, ctx)
             if _reached(state, cfg) or val_ppl != val_ppl:
-                val_ppl, _ = evaluate(state.params, model_cfg, corpus.valid,
-                                      batch_size=cfg.eval_batch_size, bptt=cfg.bptt,
-                                      source="valid split")
+                val_ppl = validate(state, ctx)
                 ckpt.save(state, progress)
     finally:
         ckpt.close()
-    test_ppl, _ = evaluate(state.params, model_cfg, corpus.test, batch_size=cfg.test_batch_size,
-                           bptt=cfg.bptt, source="test split")
+        ctx["progress"].close()
     best = progress["best_val"] if progress["best_val"] is not None else val_ppl
-    summary = {"val_ppl": val_ppl, "test_ppl": test_ppl, "best_val_ppl": min(best, val_ppl),
-               "steps": int(state.step), "skipped": progress["skipped"],
-               "tokens_per_s": ctx["clock"].rate(), "wall_s": ctx["clock"].wall()}
+    summary = {"val_ppl": val_ppl, "test_ppl": validate(state, ctx, "test"),
+               "best_val_ppl": min(best, val_ppl), "steps": int(state.step),
+               "skipped": progress["skipped"], "tokens_per_s": ctx["clock"].rate(),
+               "wall_s": ctx["clock"].wall()}
     ctx["log"].write(**summary)
     return summary
 
 
+class NoLog:
+    """The metrics log of a process other than the main one."""
+
+    def write(self, **record):
+        pass
+
+
 def _reached(state, cfg):
     return bool(cfg.max_steps) and int(state.step) >= cfg.max_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A trained model read back from its workdir."""
+    model_cfg: ModelConfig
+    data_info: dict      # source and level of the training data
+    vocab: data.Vocab
+    params: dict
+    step: int
+
+
+def load_trained(workdir, which="last"):
+    """The newest (or best-validation) params of a workdir, with what is needed to use them."""
+    model_cfg, train_info, data_info, vocab = checkpoint.read_run_info(workdir)
+    cfg = TrainConfig(**train_info)
+    state = checkpoint.restore_params(workdir, init_state(model_cfg, cfg, make_optimizer(cfg)),
+                                      which=which)
+    return Trained(model_cfg, data_info, vocab, state.params, int(state.step))

@@ -1,11 +1,15 @@
 """The command line end to end: train -> eval on a tiny corpus, and clear errors."""
 import json
+import math
 import subprocess
 import sys
 
 import pytest
 
-from jax_rnnlm.cli import build_parser, main
+from jax_rnnlm import presets
+from jax_rnnlm.cli import _config, build_parser, main, resolve_train_args
+from jax_rnnlm.model import ModelConfig
+from jax_rnnlm.train import TrainConfig
 
 
 def jax_rnnlm(*args):
@@ -57,3 +61,101 @@ def test_every_flag_has_help():
     assert {"data", "level", "workdir", "cell", "embed_dim", "hidden_dim", "num_layers",
             "dropout", "tie_weights", "batch_size", "bptt", "optimizer", "lr", "clip",
             "epochs", "max_steps", "seed"} <= names
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny word-level model trained through the CLI, shared by the tests below."""
+    root = tmp_path_factory.mktemp("trained")
+    lines = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"]
+    for split in ("train", "valid", "test"):
+        (root / f"{split}.txt").write_text("\n".join(lines * 10) + "\n")
+    assert main(["train", "--data", str(root), "--workdir", str(root / "run"), "--cell",
+                 "lstm", "--embed-dim", "16", "--hidden-dim", "16", "--batch-size", "2",
+                 "--bptt", "5", "--epochs", "3", "--optimizer", "adam", "--lr", "0.01",
+                 "--clip", "5", "--eval-batch-size", "2"]) == 0
+    return root
+
+
+def run_main(capsys, *args):
+    code = main(list(map(str, args)))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_is_deterministic_for_a_seed(trained, capsys):
+    args = ("generate", "--workdir", trained / "run", "--prompt", "the cat", "--length", "8",
+            "--seed", "3", "--num-samples", "2")
+    code, first, err = run_main(capsys, *args)
+    assert code == 0, err
+    assert run_main(capsys, *args)[1] == first
+    assert first.startswith("the cat") and len(first.split()) >= 10
+
+
+def test_generate_greedy_ways_agree(trained, capsys):
+    base = ("generate", "--workdir", trained / "run", "--prompt", "a", "--length", "10")
+    greedy = run_main(capsys, *base, "--temperature", "0")[1]
+    assert run_main(capsys, *base, "--top-k", "1", "--seed", "7")[1] == greedy
+    assert run_main(capsys, *base, "--temperature", "0.0001", "--seed", "8")[1] == greedy
+
+
+def test_generate_with_unknown_prompt_words_lists_them(trained, capsys):
+    code, _, err = run_main(capsys, "generate", "--workdir", trained / "run", "--prompt",
+                            "the zebra and the yak")
+    assert code == 2 and "'yak', 'zebra'" in err and "no <unk>" in err
+
+
+def test_score_of_the_text_equals_eval_with_batch_one(trained, capsys):
+    code, out, _ = run_main(capsys, "score", "--workdir", trained / "run", "--text",
+                            trained / "valid.txt", "--per", "text")
+    assert code == 0
+    scored = json.loads(out.splitlines()[-1])
+    code, out, _ = run_main(capsys, "eval", "--workdir", trained / "run", "--split", "valid")
+    evaluated = json.loads(out)
+    assert scored["total_tokens"] == evaluated["tokens"]
+    assert scored["ppl"] == pytest.approx(evaluated["ppl"], rel=1e-4)
+
+
+def test_score_per_line_gives_consistent_log_probs(trained, capsys, tmp_path):
+    text = tmp_path / "s.txt"
+    text.write_text("the cat sat on the mat\nthe mat sat on the cat\n")
+    code, out, _ = run_main(capsys, "score", "--workdir", trained / "run", "--text", text)
+    rows = [json.loads(l) for l in out.splitlines()]
+    assert code == 0 and len(rows) == 3 and rows[0]["tokens"] == 7  # six words and <eos>
+    for row in rows[:2]:
+        assert row["log_prob"] == pytest.approx(sum(row["token_log_probs"]), abs=1e-3)
+        assert row["ppl"] == pytest.approx(math.exp(-row["log_prob"] / row["tokens"]))
+    assert rows[0]["log_prob"] > rows[1]["log_prob"]  # the seen sentence is likelier
+    assert rows[2]["log_prob"] == pytest.approx(rows[0]["log_prob"] + rows[1]["log_prob"])
+
+
+def test_plot_writes_a_png(trained, capsys, tmp_path):
+    out = tmp_path / "curves.png"
+    code, _, err = run_main(capsys, "plot", trained / "run", "--out", out)
+    assert code == 0, err
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_config_file_then_flags_override(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('hidden-dim = 64\nembed_dim = 64\nlr = 3.0\ntie-weights = true\n')
+    args = resolve_train_args(["train", "--workdir", "w", "--preset",
+                                       "ptb-lstm-small", "--config", str(cfg), "--lr", "7"])
+    assert (args.hidden_dim, args.lr, args.bptt, args.tie_weights) == (64, 7.0, 20, True)
+    args = resolve_train_args(["train", "--workdir", "w", "--preset", "ptb-lstm-small",
+                                       "--no-tie-weights", "--config", str(cfg)])
+    assert args.tie_weights is False and args.lr == 3.0
+
+
+def test_unknown_config_keys_are_rejected(tmp_path, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"hidden_dim": 8, "hiden_dim": 9}')
+    code, _, err = run_main(capsys, "train", "--workdir", tmp_path / "w", "--config", cfg)
+    assert code == 2 and "unknown setting(s) hiden_dim" in err
+
+
+def test_presets_are_valid_configs():
+    for name in presets.PRESETS:
+        args = resolve_train_args(["train", "--workdir", "w", "--preset", name])
+        _config(ModelConfig, args, vocab_size=100)
+        _config(TrainConfig, args)
