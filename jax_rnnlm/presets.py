@@ -28,7 +28,8 @@ PRESETS = {
     # The seed's tanh RNN, tuned here (experiments/ptb_rnn.py).
     "ptb-rnn": dict(data="ptb", cell="rnn", num_layers=1, embed_dim=400, hidden_dim=400,
                     tie_weights=True, dropout=0.3, batch_size=20, bptt=35, optimizer="sgd",
-                    lr=20.0, clip=0.25, plateau_factor=0.25, epochs=12),
+                    lr=20.0, clip=0.25, lr_decay=0.5, decay_after=4, plateau_factor=0.25,
+                    epochs=8),
     # Character-level Tiny Shakespeare, char-rnn's standard corpus.
     "shakespeare-char": dict(data="tinyshakespeare", level="char", cell="lstm", num_layers=2,
                              embed_dim=128, hidden_dim=256, dropout=0.2, batch_size=32,
