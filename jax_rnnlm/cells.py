@@ -16,7 +16,12 @@ A step takes the *already projected* input ``xw = x_t w_x + b`` (the layer
 computes that for all T steps in one matmul), so the body of the time scan
 does only ``h w_h`` and the nonlinearity. The carry is ``h`` [B, H] for rnn
 and gru and the tuple ``(h, c)`` for lstm.
+
+Every matmul goes through ``matmul``, whose ``dtype`` picks the operand
+precision: float32, or bfloat16 operands with float32 accumulation (mixed
+precision; params, carries and everything elementwise stay float32).
 """
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -25,7 +30,7 @@ import jax.numpy as jnp
 
 class Cell(NamedTuple):
     gates: int                       # G: how many H-wide blocks w_x, w_h and b hold
-    step: Callable                   # (p, carry, xw_BG) -> (carry, h_BH)
+    step: Callable                   # (p, carry, xw_BG, dtype="float32") -> (carry, h_BH)
     zero_carry: Callable             # (batch, hidden, dtype) -> carry
 
 
@@ -54,21 +59,56 @@ def cell_name(p):
     raise ValueError(f"w_h has shape {p['w_h'].shape}: width is not 1, 3 or 4 times H")
 
 
-def rnn_step(p, h_BH, xw_BH):
-    h_BH = jnp.tanh(xw_BH + h_BH @ p["w_h"])
+def matmul(x, w, dtype="float32"):
+    """x [..., K] @ w [K, M] -> float32 [..., M], with operands rounded to ``dtype``.
+
+    float32 is the plain product. For bfloat16 the forward and both backward
+    products take bf16 operands and accumulate in fp32 (a custom VJP, because
+    autodiff of a mixed dot would multiply the fp32 cotangent in fp32); the
+    gradients come back fp32, so scans accumulate them in fp32.
+    """
+    if jnp.dtype(dtype) == jnp.float32:
+        return x @ w
+    return _mixed_matmul(x, w, jnp.dtype(dtype).name)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _mixed_matmul(x, w, dtype):
+    return _mixed_fwd(x, w, dtype)[0]
+
+
+def _mixed_fwd(x, w, dtype):
+    x_lo, w_lo = x.astype(dtype), w.astype(dtype)
+    return jnp.matmul(x_lo, w_lo, preferred_element_type=jnp.float32), (x_lo, w_lo)
+
+
+def _mixed_bwd(dtype, res, g):
+    x_lo, w_lo = res
+    g_lo = g.astype(dtype)
+    dx = jnp.matmul(g_lo, w_lo.T, preferred_element_type=jnp.float32)
+    dw = jnp.matmul(x_lo.reshape(-1, x_lo.shape[-1]).T, g_lo.reshape(-1, g_lo.shape[-1]),
+                    preferred_element_type=jnp.float32)
+    return dx, dw
+
+
+_mixed_matmul.defvjp(_mixed_fwd, _mixed_bwd)
+
+
+def rnn_step(p, h_BH, xw_BH, dtype="float32"):
+    h_BH = jnp.tanh(xw_BH + matmul(h_BH, p["w_h"], dtype))
     return h_BH, h_BH
 
 
-def lstm_step(p, carry, xw_B4H):
+def lstm_step(p, carry, xw_B4H, dtype="float32"):
     h_BH, c_BH = carry
-    i, f, g, o = jnp.split(xw_B4H + h_BH @ p["w_h"], 4, axis=-1)
+    i, f, g, o = jnp.split(xw_B4H + matmul(h_BH, p["w_h"], dtype), 4, axis=-1)
     c_BH = jax.nn.sigmoid(f) * c_BH + jax.nn.sigmoid(i) * jnp.tanh(g)
     h_BH = jax.nn.sigmoid(o) * jnp.tanh(c_BH)
     return (h_BH, c_BH), h_BH
 
 
-def gru_step(p, h_BH, xw_B3H):
-    hw_B3H = h_BH @ p["w_h"]
+def gru_step(p, h_BH, xw_B3H, dtype="float32"):
+    hw_B3H = matmul(h_BH, p["w_h"], dtype)
     xr, xz, xn = jnp.split(xw_B3H, 3, axis=-1)
     hr, hz, hn = jnp.split(hw_B3H, 3, axis=-1)
     r = jax.nn.sigmoid(xr + hr)

@@ -8,7 +8,7 @@ leading axis; the model transposes the int token ids once, not the floats.
 import jax
 import jax.numpy as jnp
 
-from jax_rnnlm.cells import CELLS, cell_name
+from jax_rnnlm.cells import CELLS, cell_name, matmul  # noqa: F401  (matmul is part of this API)
 
 
 def embedding(embed_VD, tokens):
@@ -16,16 +16,17 @@ def embedding(embed_VD, tokens):
     return jnp.take(embed_VD, tokens, axis=0)
 
 
-def recurrent_layer(p, carry, xs_TBD, *, unroll=1):
+def recurrent_layer(p, carry, xs_TBD, *, unroll=1, dtype="float32"):
     """One recurrent layer over a window. Returns (hs_TBH, final carry).
 
     The input projection for all T steps is one matmul ``xs w_x + b`` hoisted
     out of the scan; the scan body does only ``h w_h`` and the nonlinearity.
     The final carry is returned so the next window can continue from it.
+    ``dtype`` is the matmul operand precision (see ``cells.matmul``).
     """
     step = CELLS[cell_name(p)].step
-    xw_TBG = add_bias(xs_TBD @ p["w_x"], p["b"])
-    carry, hs_TBH = jax.lax.scan(lambda c, xw: step(p, c, xw), carry, xw_TBG,
+    xw_TBG = add_bias(matmul(xs_TBD, p["w_x"], dtype), p["b"])
+    carry, hs_TBH = jax.lax.scan(lambda c, xw: step(p, c, xw, dtype), carry, xw_TBG,
                                  unroll=unroll)
     return hs_TBH, carry
 
@@ -38,9 +39,9 @@ def dropout(key, x, rate):
     return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
-def affine(h_NH, w_HV, b_V):
+def affine(h_NH, w_HV, b_V, dtype="float32"):
     """Affine output layer: [N, H] @ [H, V] + [V] -> logits [N, V]."""
-    return add_bias(h_NH @ w_HV, b_V)
+    return add_bias(matmul(h_NH, w_HV, dtype), b_V)
 
 
 def add_bias(x, b):
@@ -55,16 +56,20 @@ def softmax_cross_entropy(logits_NV, targets_N):
     return lse_N - target_N
 
 
-def affine_cross_entropy(h_NH, w_HV, b_V, targets_N):
+def affine_cross_entropy(h_NH, w_HV, b_V, targets_N, dtype="float32"):
     """Affine + softmax cross-entropy fused for training. Returns ce [N].
 
     Same value as ``softmax_cross_entropy(affine(h, w, b), targets)``, but the
     target logit is ``h · w[:, target] + b[target]`` from gathered weight
     columns, so the backward pass scatters [N, H] rows into dW instead of an
     [N, V] one-hot into d(logits): at V = 10,000 that is the difference between
-    a matmul-bound and a scatter-bound output layer.
+    a matmul-bound and a scatter-bound output layer. With a low-precision
+    ``dtype`` the target logit rounds h and w the way the matmul does, so
+    both terms see the same numbers.
     """
-    lse_N = jax.nn.logsumexp(affine(h_NH, w_HV, b_V), axis=-1)
+    lse_N = jax.nn.logsumexp(affine(h_NH, w_HV, b_V, dtype), axis=-1)
     w_NH = jnp.take(w_HV, targets_N, axis=1).T
+    if jnp.dtype(dtype) != jnp.float32:
+        h_NH, w_NH = (a.astype(dtype).astype(a.dtype) for a in (h_NH, w_NH))
     target_N = jnp.sum(h_NH * w_NH, axis=-1) + jnp.take(b_V, targets_N)
     return lse_N - target_N

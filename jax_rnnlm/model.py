@@ -32,6 +32,9 @@ class ModelConfig:
         default=False, help="output weight = embedding transposed (needs embed-dim == hidden-dim)")
     init_scale: float = field(
         default=0.1, help="weights start uniform in [-init-scale, init-scale]")
+    dtype: str = field(
+        default="float32", help="matmul precision: float32, or bfloat16 (bf16 operands, fp32 "
+                                "accumulation; params, loss and optimizer state stay fp32)")
 
     def __post_init__(self):
         for name in ("vocab_size", "embed_dim", "hidden_dim", "num_layers"):
@@ -48,6 +51,11 @@ class ModelConfig:
                              f"or drop --tie-weights")
         if not self.init_scale > 0.0:
             raise ValueError(f"init_scale must be > 0, got {self.init_scale}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+
+
+DTYPES = ("float32", "bfloat16")
 
 
 def init_params(key, cfg: ModelConfig):
@@ -79,8 +87,12 @@ def output_weight(params):
     return out["w"] if "w" in out else params["embed"].T
 
 
-def hidden_states(params, carry, tokens_BT, *, key=None, train=False, dropout=0.0):
-    """Embedding and recurrent stack. Returns (h [B·T, H] rows in b-major order, carry)."""
+def hidden_states(params, carry, tokens_BT, *, key=None, train=False, dropout=0.0,
+                  dtype="float32"):
+    """Embedding and recurrent stack. Returns (h [B·T, H] rows in b-major order, carry).
+
+    ``dtype`` is the matmul precision (ModelConfig.dtype); see ``cells.matmul``.
+    """
     if train and dropout > 0.0 and key is None:
         raise ValueError("train=True with dropout > 0 needs a PRNG key")
     rate = dropout if train else 0.0
@@ -89,39 +101,41 @@ def hidden_states(params, carry, tokens_BT, *, key=None, train=False, dropout=0.
     x = layers.dropout(keys[0], layers.embedding(params["embed"], tokens_BT.T), rate)
     new_carry = []
     for p, c, k in zip(params["layers"], carry, keys[1:]):
-        x, c = layers.recurrent_layer(p, c, x)
+        x, c = layers.recurrent_layer(p, c, x, dtype=dtype)
         x = layers.dropout(k, x, rate)
         new_carry.append(c)
     h_BTH = x.swapaxes(0, 1)
     return h_BTH.reshape(-1, h_BTH.shape[-1]), new_carry
 
 
-def forward(params, carry, tokens, *, key=None, train=False, dropout=0.0):
+def forward(params, carry, tokens, *, key=None, train=False, dropout=0.0, dtype="float32"):
     """Logits for every position of a window.
 
     tokens [B, T] int -> (logits [B, T, V], carry). ``dropout`` applies only
     when ``train`` is true, and then needs ``key``.
     """
     h_NH, carry = hidden_states(params, carry, tokens, key=key, train=train,
-                                dropout=dropout)
-    logits_NV = layers.affine(h_NH, output_weight(params), params["out"]["b"])
+                                dropout=dropout, dtype=dtype)
+    logits_NV = layers.affine(h_NH, output_weight(params), params["out"]["b"], dtype)
     return logits_NV.reshape(*tokens.shape, -1), carry
 
 
-def token_losses(params, carry, inputs, targets, *, key=None, train=False, dropout=0.0):
+def token_losses(params, carry, inputs, targets, *, key=None, train=False, dropout=0.0,
+                 dtype="float32"):
     """Cross-entropy of every target token: ([B, T], carry)."""
     h_NH, carry = hidden_states(params, carry, inputs, key=key, train=train,
-                                dropout=dropout)
+                                dropout=dropout, dtype=dtype)
     ce_N = layers.affine_cross_entropy(h_NH, output_weight(params), params["out"]["b"],
-                                       targets.reshape(-1))
+                                       targets.reshape(-1), dtype)
     return ce_N.reshape(targets.shape), carry
 
 
-def loss(params, carry, inputs, targets, *, key=None, train=False, dropout=0.0):
+def loss(params, carry, inputs, targets, *, key=None, train=False, dropout=0.0,
+         dtype="float32"):
     """Mean cross-entropy over the window's B·T target tokens, and the new carry.
 
     inputs, targets [B, T] int. Perplexity is exp of this mean.
     """
     ce_BT, carry = token_losses(params, carry, inputs, targets, key=key, train=train,
-                                dropout=dropout)
+                                dropout=dropout, dtype=dtype)
     return jnp.mean(ce_BT), carry

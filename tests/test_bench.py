@@ -1,0 +1,31 @@
+"""The benchmark runs end to end on a tiny config and emits a well-formed table and JSON.
+
+Speed itself is never asserted here: timings on a shared machine are not a test.
+"""
+import json
+
+from jax_rnnlm import bench
+
+
+def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--peers", "jax_rnnlm,flax", "--json", str(out)]) == 0
+    table = [l for l in capsys.readouterr().out.splitlines() if l.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header[:3] == ["config", "peer", "train tok/s"] and "MFU" in header
+    rows = [[c.strip() for c in l.strip("|").split("|")] for l in table[2:]]
+    assert [r[1] for r in rows] == ["jax_rnnlm", "flax"]
+    assert all(len(r) == len(header) for r in rows)
+    report = json.loads(out.read_text())
+    (result,) = report["results"]
+    for rec in result["peers"].values():
+        assert rec["train_tokens_per_s"] > 0 and rec["eval_b1_tokens_per_s"] > 0
+        assert rec["peak_rss_mb"] > 0 and rec["compile_s"] > 0
+    assert result["peers"]["jax_rnnlm"]["train_x_flax"] > 0
+    assert report["roofline_gflops"]["float32"] > 0
+    assert report["meta"]["threads"] >= 1 and report["meta"]["versions"]["jax"]
+
+
+def test_flops_per_token_counts_the_matmuls():
+    spec = bench.Spec("x", "lstm", 2, 650)
+    assert spec.flops_per_token(10_000) == 2 * 2 * (650 * 2600 * 2) + 2 * 650 * 10_000
