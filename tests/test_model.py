@@ -198,3 +198,17 @@ def test_dropout_keeps_the_mean():
 def test_model_config_rejects_bad_values(bad, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(**{"vocab_size": 10, **bad})
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_bfloat16_matmuls_stay_close_to_float32(cell):
+    cfg, params = make(cell, V=50, D=16, H=16)
+    x = tokens(jax.random.key(2), 3, 6, 50)
+    carry = model.init_carry(cfg, 3)
+    f = lambda p, dtype: model.loss(p, carry, x, x, dtype=dtype)[0]
+    l32, g32 = jax.value_and_grad(f)(params, "float32")
+    l16, g16 = jax.value_and_grad(f)(params, "bfloat16")
+    assert l16.dtype == jnp.float32 and abs(float(l16 - l32)) < 0.01 * float(l32)
+    for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32)):
+        assert a.dtype == jnp.float32  # params and their gradients stay float32
+        np.testing.assert_allclose(a, b, atol=0.03 * float(jnp.abs(b).max()) + 1e-6)
