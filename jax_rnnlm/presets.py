@@ -29,7 +29,8 @@ PRESETS = {
     # for this model (val ppl 1.3e6 after one epoch); Adam at 2e-3 trains it.
     "ptb-rnn": dict(data="ptb", cell="rnn", num_layers=1, embed_dim=300, hidden_dim=300,
                     tie_weights=True, dropout=0.3, batch_size=20, bptt=35, optimizer="adam",
-                    lr=0.002, clip=0.25, lr_decay=0.5, decay_after=3, epochs=5),
+                    lr=0.002, clip=0.25, lr_decay=0.5, decay_after=5, plateau_factor=0.5,
+                    epochs=10),
     # Character-level Tiny Shakespeare, char-rnn's standard corpus.
     "shakespeare-char": dict(data="tinyshakespeare", level="char", cell="lstm", num_layers=2,
                              embed_dim=128, hidden_dim=256, dropout=0.2, batch_size=32,
