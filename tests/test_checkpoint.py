@@ -30,7 +30,7 @@ def train_args(corpus_dir, workdir, *extra):
     return ["train", "--data", str(corpus_dir), "--workdir", str(workdir), *FLAGS, *extra]
 
 
-def worker(point, args, timeout=120):
+def worker(point, args, timeout=600):
     return subprocess.run([sys.executable, str(WORKER), point, *args], capture_output=True,
                           text=True, timeout=timeout)
 
@@ -74,12 +74,12 @@ def test_sigterm_saves_and_exits_resumable(tiny_corpus_dir):
                              *train_args(tiny_corpus_dir, workdir, "--epochs", "100000")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = workdir / "metrics.jsonl"
-    deadline = time.time() + 60
+    deadline = time.time() + 300
     while not (metrics.is_file() and metrics.read_text().count("\n") >= 3):
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 75
     assert "interrupted at step" in err and "resumable" in err
     step = int(err.split("interrupted at step ")[1].split(",")[0])
