@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import importlib.metadata
 import json
-import math
 import os
 import pickle
 import platform

@@ -1,10 +1,8 @@
 """Sampling and scoring: determinism, greedy limits, filters, skip list, log-prob consistency."""
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from jax_rnnlm import generate, model
