@@ -7,7 +7,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_python_example_runs_and_learns():
-    code = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+    api = README.read_text().split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", api, re.S).group(1)
     scope = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["logits"].shape == (1, 35, 10000)
