@@ -27,6 +27,7 @@ import json
 import os
 import pickle
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -191,57 +192,41 @@ class JaxPeer:
         return _profile(self, repeats)
 
 
+PARTS = ("embedding", "recurrence", "output_matmul", "softmax_ce", "optimizer")
+
+
 def _profile(peer, repeats):
-    """Where a train window's time goes, by timing nested pieces and taking differences.
+    """Where a train window's time goes, from an XLA trace of ``repeats`` train calls.
 
-    embedding: lookup + its gradient (a scatter-add into [V, D]); recurrence: the
-    layers' forward and backward; output matmul: the three [N,H]x[H,V]-sized
-    products (logits, dh, dW); softmax-CE: the rest of the fused output layer;
-    optimizer: clipping, finite checks, update (train step minus value_and_grad).
+    Each executed HLO op is charged to the part whose ``jax.named_scope`` (set in
+    model.py, layers.py and train.py) appears in its op name, forward and
+    backward alike; "other" is what no scope covers (window slicing, dropout
+    keys, loop bookkeeping). Op times are summed over the runtime's threads,
+    so the parts can add up to more than the wall time of the window.
     """
-    from jax_rnnlm import layers
-    jax, jnp, model = peer.jax, peer.jnp, peer.model
-    spec, dtype, state = peer.spec, peer.dtype, peer.state
-    x = jnp.asarray(peer.streams.train[:, :spec.bptt])
-    y = jnp.asarray(peer.streams.train[:, 1:spec.bptt + 1])
-    params, carry = state.params, state.carry
-    key = jax.random.key(0)
-    kw = dict(key=key, train=True, dropout=spec.dropout, dtype=dtype)
-    h_NH, _ = model.hidden_states(params, carry, x, **kw)
-    w, b = model.output_weight(params), params["out"]["b"]
-    t_N = y.reshape(-1)
-
-    def full(p):
-        return jax.value_and_grad(lambda p: model.loss(p, carry, x, y, **kw)[0])(p)
-
-    def embed(e):
-        return jax.value_and_grad(lambda e: jnp.sum(layers.embedding(e, x.T)))(e)
-
-    def output(h, w, b):
-        f = lambda h, w, b: jnp.mean(layers.affine_cross_entropy(h, w, b, t_N, dtype))
-        return jax.value_and_grad(f, argnums=(0, 1, 2))(h, w, b)
-
-    def matmuls(h, w):
-        logits = layers.matmul(h, w, dtype)
-        return logits, layers.matmul(logits, w.T, dtype), layers.matmul(h.T, logits, dtype)
-
-    fns = {"value_and_grad": (jax.jit(full), (params,)),
-           "embedding": (jax.jit(embed), (params["embed"],)),
-           "output layer": (jax.jit(output), (h_NH, w, b)),
-           "output matmuls": (jax.jit(matmuls), (h_NH, w))}
-    times = {}
-    for name, (fn, args) in fns.items():
-        jax.block_until_ready(fn(*args))
-        times[name] = statistics.median(
-            _timed(lambda: jax.block_until_ready(fn(*args))) for _ in range(repeats))
-    step = statistics.median(peer.train() for _ in range(max(2, repeats // 3))) / peer.opts[
-        "windows"]
-    parts = {"embedding": times["embedding"],
-             "recurrence": times["value_and_grad"] - times["output layer"] - times["embedding"],
-             "output matmul": times["output matmuls"],
-             "softmax-CE": times["output layer"] - times["output matmuls"],
-             "optimizer": step - times["value_and_grad"]}
-    return {"window_s": step, "parts_s": parts}
+    import tempfile
+    from jax.profiler import ProfileData
+    jax = peer.jax
+    scope = {}
+    for line in peer.run.as_text().splitlines():
+        m = re.match(r"\s*(?:ROOT )?%(\S+) = .*op_name=\"([^\"]*)\"", line)
+        if m:
+            found = [p for p in PARTS if re.search(rf"(^|[/(]){p}($|[/)])", m.group(2))]
+            scope[m.group(1)] = found[-1] if found else "other"
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d):
+            wall = sum(peer.train() for _ in range(repeats))
+        xspace = next(Path(d).rglob("*.xplane.pb"))
+        events = [ev for plane in ProfileData.from_file(str(xspace)).planes
+                  for line in plane.lines if line.name.startswith("tf_XLA")
+                  for ev in line.events]
+    windows = repeats * peer.opts["windows"]
+    parts = dict.fromkeys(PARTS + ("other",), 0.0)
+    for ev in events:
+        name = ev.name
+        if name in scope and not name.startswith(("while", "conditional", "call")):
+            parts[scope[name]] += ev.duration_ns / 1e9 / windows
+    return {"window_s": wall / windows, "parts_s": parts}
 
 
 class FlaxPeer:
@@ -663,10 +648,11 @@ def format_profile(results):
         p = r.get("profile")
         if not p:
             continue
-        total = p["window_s"]
-        parts = ", ".join(f"{k} {v * 1e3:.1f} ms ({v / total:.0%})"
+        busy = sum(p["parts_s"].values())
+        parts = ", ".join(f"{k} {v * 1e3:.1f} ms ({v / busy:.0%})"
                           for k, v in p["parts_s"].items())
-        lines.append(f"{r['config']['name']}: window {total * 1e3:.1f} ms = {parts}")
+        lines.append(f"{r['config']['name']}: wall {p['window_s'] * 1e3:.1f} ms per window; "
+                     f"op time {busy * 1e3:.1f} ms = {parts}")
     return "\n".join(lines)
 
 

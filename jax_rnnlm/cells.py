@@ -85,7 +85,10 @@ def _mixed_fwd(x, w, dtype):
 def _mixed_bwd(dtype, res, g):
     x_lo, w_lo = res
     g_lo = g.astype(dtype)
-    dx = jnp.matmul(g_lo, w_lo.T, preferred_element_type=jnp.float32)
+    # g @ w.T spelled as a contraction of g's last axis with w's second: XLA's CPU
+    # backend keeps this a bf16 product, but upcasts the transposed-operand form to fp32.
+    dx = jax.lax.dot_general(g_lo, w_lo, (((g.ndim - 1,), (1,)), ((), ())),
+                             preferred_element_type=jnp.float32)
     dw = jnp.matmul(x_lo.reshape(-1, x_lo.shape[-1]).T, g_lo.reshape(-1, g_lo.shape[-1]),
                     preferred_element_type=jnp.float32)
     return dx, dw

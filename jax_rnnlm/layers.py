@@ -67,9 +67,12 @@ def affine_cross_entropy(h_NH, w_HV, b_V, targets_N, dtype="float32"):
     ``dtype`` the target logit rounds h and w the way the matmul does, so
     both terms see the same numbers.
     """
-    lse_N = jax.nn.logsumexp(affine(h_NH, w_HV, b_V, dtype), axis=-1)
-    w_NH = jnp.take(w_HV, targets_N, axis=1).T
-    if jnp.dtype(dtype) != jnp.float32:
-        h_NH, w_NH = (a.astype(dtype).astype(a.dtype) for a in (h_NH, w_NH))
-    target_N = jnp.sum(h_NH * w_NH, axis=-1) + jnp.take(b_V, targets_N)
-    return lse_N - target_N
+    with jax.named_scope("output_matmul"):
+        logits_NV = matmul(h_NH, w_HV, dtype)
+    with jax.named_scope("softmax_ce"):
+        lse_N = jax.nn.logsumexp(add_bias(logits_NV, b_V), axis=-1)
+        w_NH = jnp.take(w_HV, targets_N, axis=1).T
+        if jnp.dtype(dtype) != jnp.float32:
+            h_NH, w_NH = (a.astype(dtype).astype(a.dtype) for a in (h_NH, w_NH))
+        target_N = jnp.sum(h_NH * w_NH, axis=-1) + jnp.take(b_V, targets_N)
+        return lse_N - target_N

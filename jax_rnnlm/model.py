@@ -98,14 +98,16 @@ def hidden_states(params, carry, tokens_BT, *, key=None, train=False, dropout=0.
     rate = dropout if train else 0.0
     keys = list(jax.random.split(key, len(params["layers"]) + 1)) if rate else [None] * (
         len(params["layers"]) + 1)
-    x = layers.dropout(keys[0], layers.embedding(params["embed"], tokens_BT.T), rate)
+    with jax.named_scope("embedding"):  # scopes name the parts in profiles (bench --profile)
+        x = layers.dropout(keys[0], layers.embedding(params["embed"], tokens_BT.T), rate)
     new_carry = []
-    for p, c, k in zip(params["layers"], carry, keys[1:]):
-        x, c = layers.recurrent_layer(p, c, x, dtype=dtype)
-        x = layers.dropout(k, x, rate)
-        new_carry.append(c)
-    h_BTH = x.swapaxes(0, 1)
-    return h_BTH.reshape(-1, h_BTH.shape[-1]), new_carry
+    with jax.named_scope("recurrence"):
+        for p, c, k in zip(params["layers"], carry, keys[1:]):
+            x, c = layers.recurrent_layer(p, c, x, dtype=dtype)
+            x = layers.dropout(k, x, rate)
+            new_carry.append(c)
+        h_BTH = x.swapaxes(0, 1)
+        return h_BTH.reshape(-1, h_BTH.shape[-1]), new_carry
 
 
 def forward(params, carry, tokens, *, key=None, train=False, dropout=0.0, dtype="float32"):

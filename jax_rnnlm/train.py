@@ -166,14 +166,15 @@ def train_step(state: TrainState, inputs, targets, *, tx, dropout, axis_name=Non
     (loss, carry), grads = jax.value_and_grad(window_loss, has_aux=True)(state.params)
     if axis_name is not None:  # equal shards, so the mean of means is the global mean
         loss, grads = jax.lax.pmean((loss, grads), axis_name)
-    finite = jnp.stack([jnp.isfinite(loss)] +
-                       [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
-    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes an int count into floats
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new = (optax.apply_updates(state.params, updates), opt_state, jax.lax.stop_gradient(carry))
-    old = (state.params, state.opt_state, state.carry)
-    params, opt_state, carry = jax.tree.map(lambda n, o: jnp.where(jnp.all(finite), n, o),
-                                            new, old)
+    with jax.named_scope("optimizer"):
+        finite = jnp.stack([jnp.isfinite(loss)] +
+                           [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+        with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes an int count into floats
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new = (optax.apply_updates(state.params, updates), opt_state, jax.lax.stop_gradient(carry))
+        old = (state.params, state.opt_state, state.carry)
+        params, opt_state, carry = jax.tree.map(lambda n, o: jnp.where(jnp.all(finite), n, o),
+                                                new, old)
     state = state.replace(params=params, opt_state=opt_state, carry=carry, key=key,
                           step=state.step + 1)
     return state, {"loss": loss, "finite": finite}
