@@ -1,4 +1,4 @@
-"""Recurrent cells: one init and one step function per cell.
+"""Recurrent cells: one init and one update function per cell.
 
 Every cell keeps its weights as ``{"w_x": [D, G·H], "w_h": [H, G·H], "b": [G·H]}``
 with the G gates concatenated on the last axis in PyTorch order:
@@ -14,8 +14,11 @@ one-to-one onto ``torch.nn.GRU`` and ``flax.linen.GRUCell``.
 
 A step takes the *already projected* input ``xw = x_t w_x + b`` (the layer
 computes that for all T steps in one matmul), so the body of the time scan
-does only ``h w_h`` and the nonlinearity. The carry is ``h`` [B, H] for rnn
-and gru and the tuple ``(h, c)`` for lstm.
+does only ``hw = h w_h`` and the nonlinearity. The nonlinearity is the cell's
+``update(p, carry, xw, hw)``; ``Cell.step`` puts the two together. Keeping
+them apart lets the layer's backward pass (``layers.recurrent_layer``) form
+the gradient of ``w_h`` in one matmul after the time loop. The carry is ``h``
+[B, H] for rnn and gru and the tuple ``(h, c)`` for lstm.
 
 Every matmul goes through ``matmul``, whose ``dtype`` picks the operand
 precision: float32, or bfloat16 operands with float32 accumulation (mixed
@@ -30,8 +33,18 @@ import jax.numpy as jnp
 
 class Cell(NamedTuple):
     gates: int                       # G: how many H-wide blocks w_x, w_h and b hold
-    step: Callable                   # (p, carry, xw_BG, dtype="float32") -> (carry, h_BH)
+    update: Callable                 # (p, carry, xw_BG, hw_BG) -> carry: the nonlinearity
     zero_carry: Callable             # (batch, hidden, dtype) -> carry
+
+    def step(self, p, carry, xw_BG, dtype="float32"):
+        """One time step: (carry, h [B, H]); ``hw = h_{t-1} w_h`` is its only matmul."""
+        carry = self.update(p, carry, xw_BG, matmul(hidden(carry), p["w_h"], dtype))
+        return carry, hidden(carry)
+
+
+def hidden(carry):
+    """The h [B, H] of a carry: the carry itself, or the first of lstm's (h, c)."""
+    return carry[0] if isinstance(carry, tuple) else carry
 
 
 def init_cell(key, name, in_dim, hidden, scale):
@@ -84,41 +97,47 @@ def _mixed_fwd(x, w, dtype):
 
 def _mixed_bwd(dtype, res, g):
     x_lo, w_lo = res
-    g_lo = g.astype(dtype)
-    # g @ w.T spelled as a contraction of g's last axis with w's second: XLA's CPU
-    # backend keeps this a bf16 product, but upcasts the transposed-operand form to fp32.
-    dx = jax.lax.dot_general(g_lo, w_lo, (((g.ndim - 1,), (1,)), ((), ())),
-                             preferred_element_type=jnp.float32)
-    dw = jnp.matmul(x_lo.reshape(-1, x_lo.shape[-1]).T, g_lo.reshape(-1, g_lo.shape[-1]),
-                    preferred_element_type=jnp.float32)
+    dx = contract(g, w_lo, g.ndim - 1, 1, dtype)
+    dw = contract(x_lo.reshape(-1, x_lo.shape[-1]), g.reshape(-1, g.shape[-1]), 0, 0, dtype)
     return dx, dw
+
+
+def contract(a, b, a_axis, b_axis, dtype="float32"):
+    """Sum over a's ``a_axis`` against b's ``b_axis`` (the other axes in order).
+
+    The backward products: ``contract(g, w, -1, 1)`` is g @ w.T and
+    ``contract(x, g, 0, 0)`` is x.T @ g. Operands are rounded to ``dtype`` as in
+    ``matmul``. Spelled as one dot_general, not with ``.T``: XLA's CPU backend
+    keeps ``g @ w.T`` a bf16 product only in this form (it upcasts the other to fp32).
+    """
+    a_axis, b_axis = a_axis % a.ndim, b_axis % b.ndim
+    dims = (((a_axis,), (b_axis,)), ((), ()))
+    if jnp.dtype(dtype) == jnp.float32:
+        return jax.lax.dot_general(a, b, dims)
+    return jax.lax.dot_general(a.astype(dtype), b.astype(dtype), dims,
+                               preferred_element_type=jnp.float32)
 
 
 _mixed_matmul.defvjp(_mixed_fwd, _mixed_bwd)
 
 
-def rnn_step(p, h_BH, xw_BH, dtype="float32"):
-    h_BH = jnp.tanh(xw_BH + matmul(h_BH, p["w_h"], dtype))
-    return h_BH, h_BH
+def rnn_update(p, h_BH, xw_BH, hw_BH):
+    return jnp.tanh(xw_BH + hw_BH)
 
 
-def lstm_step(p, carry, xw_B4H, dtype="float32"):
-    h_BH, c_BH = carry
-    i, f, g, o = jnp.split(xw_B4H + matmul(h_BH, p["w_h"], dtype), 4, axis=-1)
-    c_BH = jax.nn.sigmoid(f) * c_BH + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h_BH = jax.nn.sigmoid(o) * jnp.tanh(c_BH)
-    return (h_BH, c_BH), h_BH
+def lstm_update(p, carry, xw_B4H, hw_B4H):
+    i, f, g, o = jnp.split(xw_B4H + hw_B4H, 4, axis=-1)
+    c_BH = jax.nn.sigmoid(f) * carry[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c_BH), c_BH
 
 
-def gru_step(p, h_BH, xw_B3H, dtype="float32"):
-    hw_B3H = matmul(h_BH, p["w_h"], dtype)
+def gru_update(p, h_BH, xw_B3H, hw_B3H):
     xr, xz, xn = jnp.split(xw_B3H, 3, axis=-1)
     hr, hz, hn = jnp.split(hw_B3H, 3, axis=-1)
     r = jax.nn.sigmoid(xr + hr)
     z = jax.nn.sigmoid(xz + hz)
     n = jnp.tanh(xn + r * (hn + p["b_hn"][None, :]))
-    h_BH = (1.0 - z) * n + z * h_BH
-    return h_BH, h_BH
+    return (1.0 - z) * n + z * h_BH
 
 
 def _zeros(batch, hidden, dtype):
@@ -130,7 +149,7 @@ def _zeros_pair(batch, hidden, dtype):
 
 
 CELLS = {
-    "rnn": Cell(1, rnn_step, _zeros),
-    "lstm": Cell(4, lstm_step, _zeros_pair),
-    "gru": Cell(3, gru_step, _zeros),
+    "rnn": Cell(1, rnn_update, _zeros),
+    "lstm": Cell(4, lstm_update, _zeros_pair),
+    "gru": Cell(3, gru_update, _zeros),
 }

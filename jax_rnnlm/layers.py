@@ -5,10 +5,12 @@ Shapes: B batch, T time, D embedding, H hidden, V vocabulary, N = B·T.
 Recurrent layers run time-major ([T, B, ·]) because ``lax.scan`` walks the
 leading axis; the model transposes the int token ids once, not the floats.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 
-from jax_rnnlm.cells import CELLS, cell_name, matmul  # noqa: F401  (matmul is part of this API)
+from jax_rnnlm.cells import CELLS, cell_name, contract, hidden, matmul
 
 
 def embedding(embed_VD, tokens):
@@ -24,11 +26,58 @@ def recurrent_layer(p, carry, xs_TBD, *, unroll=1, dtype="float32"):
     The final carry is returned so the next window can continue from it.
     ``dtype`` is the matmul operand precision (see ``cells.matmul``).
     """
-    step = CELLS[cell_name(p)].step
     xw_TBG = add_bias(matmul(xs_TBD, p["w_x"], dtype), p["b"])
-    carry, hs_TBH = jax.lax.scan(lambda c, xw: step(p, c, xw, dtype), carry, xw_TBG,
-                                 unroll=unroll)
-    return hs_TBH, carry
+    rest = {k: v for k, v in p.items() if k not in ("w_x", "w_h", "b")}  # gru's b_hn
+    return _time_scan(CELLS[cell_name(p)].update, dtype, unroll, p["w_h"], rest, carry, xw_TBG)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _time_scan(update, dtype, unroll, w_HG, rest, carry, xw_TBG):
+    """The time loop of ``recurrent_layer``: (hs_TBH, final carry).
+
+    Its backward pass is written out (``_time_scan_bwd``) for one reason: the
+    gradient of ``w_h``. Autodiff of the scan adds a rank-B update
+    ``h_{t-1}.T @ d(hw_t)`` into an [H, G·H] accumulator at every step; here the
+    reverse scan only collects d(hw_t), and dW_h is one [H, T·B] @ [T·B, G·H]
+    matmul after it.
+    """
+    return _time_scan_fwd(update, dtype, unroll, w_HG, rest, carry, xw_TBG)[0]
+
+
+def _time_scan_fwd(update, dtype, unroll, w_HG, rest, carry, xw_TBG):
+    def body(c, xw_BG):
+        hw_BG = matmul(hidden(c), w_HG, dtype)
+        new = update(rest, c, xw_BG, hw_BG)
+        return new, (hidden(new), c, hw_BG)
+    carry, (hs_TBH, prev_T, hw_TBG) = jax.lax.scan(body, carry, xw_TBG, unroll=unroll)
+    return (hs_TBH, carry), (w_HG, rest, prev_T, hw_TBG, xw_TBG)
+
+
+def _time_scan_bwd(update, dtype, unroll, res, cotangents):
+    w_HG, rest, prev_T, hw_TBG, xw_TBG = res
+    dhs_TBH, dcarry = cotangents
+
+    def body(dc, inputs):
+        c, xw_BG, hw_BG, dh_BH = inputs
+        dc = _add_to_hidden(dc, dh_BH)  # h_t is both the output and (part of) the carry
+        _, pullback = jax.vjp(lambda c, xw, hw, r: update(r, c, xw, hw), c, xw_BG, hw_BG, rest)
+        dprev, dxw_BG, dhw_BG, drest = pullback(dc)
+        dprev = _add_to_hidden(dprev, contract(dhw_BG, w_HG, -1, 1, dtype))
+        return dprev, (dxw_BG, dhw_BG, drest)
+
+    dcarry0, (dxw_TBG, dhw_TBG, drest_T) = jax.lax.scan(
+        body, dcarry, (prev_T, xw_TBG, hw_TBG, dhs_TBH), reverse=True, unroll=unroll)
+    h_prev_NH = hidden(prev_T).reshape(-1, w_HG.shape[0])
+    dw_HG = contract(h_prev_NH, dhw_TBG.reshape(-1, w_HG.shape[1]), 0, 0, dtype)
+    drest = jax.tree.map(lambda d: jnp.sum(d, axis=0), drest_T)
+    return dw_HG.astype(w_HG.dtype), drest, dcarry0, dxw_TBG
+
+
+def _add_to_hidden(carry, dh_BH):
+    return (carry[0] + dh_BH, carry[1]) if isinstance(carry, tuple) else carry + dh_BH
+
+
+_time_scan.defvjp(_time_scan_fwd, _time_scan_bwd)
 
 
 def dropout(key, x, rate):

@@ -9,7 +9,8 @@ from jax_rnnlm import bench
 
 def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--peers", "jax_rnnlm,flax", "--json", str(out)]) == 0
+    assert bench.main(["--quick", "--peers", "jax_rnnlm,flax", "--profile", "1",
+                       "--convergence", "2", "--json", str(out)]) == 0
     table = [l for l in capsys.readouterr().out.splitlines() if l.startswith("|")]
     header = [c.strip() for c in table[0].strip("|").split("|")]
     assert header[:3] == ["config", "peer", "train tok/s"] and "MFU" in header
@@ -24,6 +25,14 @@ def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
     assert result["peers"]["jax_rnnlm"]["train_x_flax"] > 0
     assert report["roofline_gflops"]["float32"] > 0
     assert report["meta"]["threads"] >= 1 and report["meta"]["versions"]["jax"]
+    parts = result["profile"]["parts_s"]  # from an XLA trace, by named scope
+    assert set(parts) == set(bench.PARTS) | {"other"}
+    assert all(parts[p] > 0 for p in ("embedding", "recurrence", "output_matmul", "softmax_ce"))
+    conv = report["convergence"]
+    for run in ("float32", "bfloat16", "float32_seed1"):
+        assert conv[run]["val_ppl"] > 1
+    assert conv["relative_difference"] == conv["bfloat16"]["val_ppl"] / conv["float32"][
+        "val_ppl"] - 1
 
 
 def test_flops_per_token_counts_the_matmuls():

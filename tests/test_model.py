@@ -57,6 +57,48 @@ def test_scan_layer_equals_explicit_loop_of_steps(cell, B, T, seed):
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
+@settings(max_examples=4, deadline=None)
+@given(B=st.integers(1, 3), T=st.integers(1, 6), seed=st.integers(0, 1000),
+       dtype=st.sampled_from(["float32", "bfloat16"]))
+def test_layer_backward_equals_autodiff_of_a_loop_of_steps(cell, B, T, seed, dtype):
+    """The hand-written backward pass of the time scan against jax.grad of a plain
+    Python loop of Cell.step, for every input: weights, gru's b_hn, carry, xs.
+    float32 in float64; bfloat16 (rounded operands in both) to bf16 precision."""
+    ks = jax.random.split(jax.random.key(seed), 5)
+    p = cells.init_cell(ks[0], cell, 3, 4, scale=0.5)
+    xs = jax.random.normal(ks[1], (T, B, 3))
+    carry0 = jax.tree.map(lambda z: jax.random.normal(ks[2], z.shape),
+                          cells.CELLS[cell].zero_carry(B, 4, jnp.float32))
+    w_hs, w_c = jax.random.normal(ks[3], (T, B, 4)), jax.random.normal(ks[4], (B, 4))
+
+    def objective(hs, carry):  # weights every output and the final carry's leaves
+        return (jnp.sum(hs * w_hs.astype(hs.dtype))
+                + sum(jnp.sum(c * w_c.astype(c.dtype)) for c in jax.tree.leaves(carry)))
+
+    def by_layer(p, carry, xs):
+        return objective(*layers.recurrent_layer(p, carry, xs, dtype=dtype))
+
+    def by_loop(p, carry, xs):
+        c, outs = carry, []
+        for t in range(T):
+            c, h = cells.CELLS[cell].step(p, c, layers.affine(xs[t], p["w_x"], p["b"], dtype),
+                                          dtype)
+            outs.append(h)
+        return objective(jnp.stack(outs), c)
+
+    args = (p, carry0, xs)
+    if dtype == "float32":
+        args = jax.tree.map(lambda a: np.asarray(a, np.float64), args)
+    with jax.enable_x64(dtype == "float32"):
+        got = jax.grad(by_layer, argnums=(0, 1, 2))(*args)
+        want = jax.grad(by_loop, argnums=(0, 1, 2))(*args)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float32" else dict(rtol=2e-2, atol=2e-2)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), **tol)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
 @settings(max_examples=5, deadline=None)
 @given(B=st.integers(1, 3), T=st.integers(1, 6), seed=st.integers(0, 1000))
 def test_two_windows_with_carry_equal_one_long_window(cell, B, T, seed):
