@@ -1,8 +1,8 @@
 """The numpy book's SimpleRnnlm toy: a tanh RNN (D = H = 100) on the first 1000
 words of PTB train, B = 10, T = 5, SGD lr 0.1, 100 epochs. Train perplexity falls
 from about the vocabulary size (418) to about 5 (the book reaches 5.3)."""
+import argparse
 import json
-import sys
 
 from jax_rnnlm import data, train
 from jax_rnnlm.model import ModelConfig
@@ -28,4 +28,8 @@ def run(workdir="runs/book_simple_rnn", epochs=100):
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(*sys.argv[1:2])))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workdir", nargs="?", default="runs/book_simple_rnn")
+    parser.add_argument("--epochs", type=int, default=100)
+    args = parser.parse_args()
+    print(json.dumps(run(args.workdir, args.epochs)))
