@@ -5,14 +5,14 @@ import argparse
 import json
 
 from jax_rnnlm import data, train
-from jax_rnnlm.model import ModelConfig
+from jax_rnnlm.config import ModelConfig, TrainConfig
 
 
 def toy_corpus(n_words=1000):
     text = data.read_text(data.split_paths(data.fetch_known("ptb"))["train"])
     tokens = data.tokenize(text, "word")[:n_words]
-    vocab = data.build_vocab(tokens)
-    ids = data.encode(tokens, vocab)
+    vocab = data.Vocab.from_tokens(tokens)
+    ids = data.token_ids(tokens, vocab)
     # The toy measures how well it fits its own text: all three splits are the 1000 words.
     return data.Corpus(vocab, ids, ids, ids, source=f"first {n_words} words of PTB train")
 
@@ -21,9 +21,9 @@ def run(workdir="runs/book_simple_rnn", epochs=100):
     corpus = toy_corpus()
     model_cfg = ModelConfig(vocab_size=len(corpus.vocab), embed_dim=100, hidden_dim=100,
                             cell="rnn", init_scale=0.173)
-    train_cfg = train.TrainConfig(batch_size=10, bptt=5, optimizer="sgd", lr=0.1, clip=1e3,
-                                  epochs=epochs, eval_batch_size=10, windows_per_call=19,
-                                  log_every=19)
+    train_cfg = TrainConfig(batch_size=10, bptt=5, optimizer="sgd", lr=0.1, clip=1e3,
+                            epochs=epochs, eval_batch_size=10, windows_per_call=19,
+                            log_every=19)
     return train.fit(model_cfg, train_cfg, corpus, workdir, echo=lambda s: None)
 
 

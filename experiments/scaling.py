@@ -25,13 +25,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jax_rnnlm import data, parallel, train  # noqa: E402
-from jax_rnnlm.model import ModelConfig  # noqa: E402
-from jax_rnnlm.train import TrainConfig  # noqa: E402
+from jax_rnnlm import data, parallel, step  # noqa: E402
+from jax_rnnlm.config import ModelConfig  # noqa: E402
 
 
 def timed(run, state, streams, starts, calls):
-    """(losses [K] of the first call, fastest of ``calls`` calls in s) after two warm-up calls.
+    """(losses [W] of the first call, fastest of ``calls`` calls in s) after two warm-up calls.
 
     The fastest call, not the mean: other jobs share the cores, and they only ever
     slow a call down.
@@ -59,30 +58,29 @@ def main(argv=None):
     ap.add_argument("--calls", type=int, default=5, help="timed calls per setting (fastest counts)")
     args = ap.parse_args(argv)
 
-    B, T, K = args.batch_size, args.bptt, args.windows_per_call
+    B, T, W = args.batch_size, args.bptt, args.windows_per_call
     mcfg = ModelConfig(vocab_size=args.vocab, embed_dim=args.hidden, hidden_dim=args.hidden,
                        cell="lstm")
-    cfg = TrainConfig(batch_size=B, bptt=T, lr=1.0)
-    tx = train.make_optimizer(cfg)
-    ids = np.random.default_rng(0).integers(0, args.vocab, B * (K * T + 1), dtype=np.int32)
+    tx = step.make_optimizer("sgd", 1.0, 0.25)
+    fresh = lambda: step.init_state(jax.random.key(0), mcfg, tx, B)
+    ids = np.random.default_rng(0).integers(0, args.vocab, B * (W * T + 1), dtype=np.int32)
     streams = data.train_streams(ids, B, T)
-    starts = jnp.arange(K, dtype=jnp.int32) * T
-    tokens = K * B * T  # per call
+    starts = jnp.arange(W, dtype=jnp.int32) * T
+    tokens = W * B * T  # per call
     counts = [n for n in (1, 2, 4, 8) if n <= jax.device_count() and B % n == 0]
 
     print(f"{jax.device_count()} simulated {jax.default_backend()} devices on "
           f"{os.cpu_count()} cores; LSTM V={args.vocab} D=H={args.hidden}, global B={B}, "
-          f"T={T}, {K} windows per call, fastest of {args.calls} calls\n")
+          f"T={T}, {W} windows per call, fastest of {args.calls} calls\n")
     print("| devices | streams per device | sharded jit tokens/s | pmap tokens/s "
           "| max rel. loss diff vs 1 device (jit / pmap) |")
     print("|---|---|---|---|---|")
     reference = None
     for n in counts:
-        state, placed, run = parallel.prepare(train.init_state(mcfg, cfg, tx), streams, tx,
-                                              0.0, T, n)
+        state, placed, run = parallel.prepare(fresh(), streams, mcfg, tx, T, n)
         jit_losses, jit_s = timed(run, state, placed, starts, args.calls)
-        pstate = parallel.pmap_state(train.init_state(mcfg, cfg, tx), n)
-        prun = parallel.pmap_train_windows(tx, 0.0, T, devices=jax.devices()[:n])
+        pstate = parallel.pmap_state(fresh(), n)
+        prun = parallel.pmap_train_windows(mcfg, tx, T, devices=jax.devices()[:n])
         pmap_losses, pmap_s = timed(prun, pstate, parallel.split_devices(streams, n),
                                        starts, args.calls)
         reference = jit_losses if reference is None else reference

@@ -15,58 +15,62 @@ import time
 import jax
 import numpy as np
 
-from jax_rnnlm import heads, seqtrain, tasks
-from jax_rnnlm.seq import EncoderConfig, pad_batch
+from jax_rnnlm import data
+from jax_rnnlm.seqtasks import datasets, fit, heads, metrics
+from jax_rnnlm.seqtasks.datasets import casing, suffix, word_key
+from jax_rnnlm.seqtasks.encoder import EncoderConfig
 
 COLUMN = {"pos": "pos", "ner": "ner"}
 
 
+FEATURES = (word_key, casing, suffix)  # one id column each; unseen keys are <unk>
+
+
 def featurize(sentences, vocabs):
-    """Per sentence an int array [T, 3]: word, casing, suffix ids."""
-    w, c, s = ({t: i for i, t in enumerate(v.itos)} for v in vocabs)
-    return [np.array([[w.get(tasks.word_key(x), 1), c.get(tasks.casing(x), 1),
-                       s.get(tasks.suffix(x), 1)] for x in sent.words], np.int32)
-            for sent in sentences]
+    """Per sentence an int array [T, F=3]: word, casing, suffix ids."""
+    return [np.array([v.ids([f(x) for x in sent.words]) for f, v in zip(FEATURES, vocabs)],
+                     np.int32).T for sent in sentences]
 
 
 def prepare(folder, task):
-    split = {name: tasks.load_conll(folder / f"eng.{name}") for name in ("train", "testa", "testb")}
-    train = split["train"]
-    vocabs = (tasks.Vocab.build((tasks.word_key(x) for s in train for x in s.words), min_count=2),
-              tasks.Vocab.build(tasks.casing(x) for s in train for x in s.words),
-              tasks.Vocab.build((tasks.suffix(x) for s in train for x in s.words), min_count=2))
-    tags = tasks.Vocab.build(t for s in train for t in getattr(s, COLUMN[task]))
-    data = {}
+    split = {name: datasets.load_conll(folder / f"eng.{name}")
+             for name in ("train", "testa", "testb")}
+    words = [x for s in split["train"] for x in s.words]
+    vocabs = tuple(data.Vocab.by_frequency((f(x) for x in words), min_count=n)
+                   for f, n in zip(FEATURES, (2, 1, 2)))
+    tags = data.Vocab.by_frequency(t for s in split["train"] for t in getattr(s, COLUMN[task]))
+    out = {}
     for name, sents in split.items():
         feats = featurize(sents, vocabs)
-        gold = [np.array(tags.encode(getattr(s, COLUMN[task])), np.int32) for s in sents]
-        data[name] = (feats, gold, [getattr(s, COLUMN[task]) for s in sents])
-    return data, vocabs, tags
+        gold = [np.array(tags.ids(getattr(s, COLUMN[task])), np.int32) for s in sents]
+        out[name] = (feats, gold, [getattr(s, COLUMN[task]) for s in sents])
+    return out, vocabs, tags
 
 
 def run(task, *, bidirectional=True, epochs=8, hidden=100, seed=0, echo=print):
-    data, vocabs, tags = prepare(tasks.data_path("conll2003/eng.train").parent, task)
+    splits, vocabs, tags = prepare(datasets.data_path("conll2003/eng.train").parent, task)
     cfg = heads.HeadConfig(EncoderConfig(tuple(len(v) for v in vocabs), (100, 8, 30),
                                          hidden_dim=hidden, bidirectional=bidirectional),
                            num_classes=len(tags), dropout=0.5 if task == "ner" else 0.3)
     params = heads.init_params(jax.random.key(seed), cfg)
 
     def collate(feats, gold, idx):
-        x, lengths = pad_batch([feats[i] for i in idx], multiple=8)
-        y, _ = pad_batch([gold[i] for i in idx], width=x.shape[1])
+        x, lengths = fit.pad_batch([feats[i] for i in idx], multiple=8)
+        y, _ = fit.pad_batch([gold[i] for i in idx], width=x.shape[1])
         return x, lengths, y
 
     def loss_fn(p, batch, key):
-        return heads.tagger_loss(p, cfg, *batch, key=key, train=True)
+        return heads.tagger_loss(p, cfg, *batch, key)
 
     logits = jax.jit(lambda p, x, l: heads.tagger_logits(p, cfg, x, l))
 
     def predict(p, name):
-        feats, gold, _ = data[name]
+        feats, gold, _ = splits[name]
         pred = [None] * len(feats)
-        for idx in seqtrain.eval_order([len(f) for f in feats], 128):
+        special = len(data.RESERVED)  # never predict <pad>, <bos>, <eos> or <unk>
+        for idx in fit.eval_order([len(f) for f in feats], 128):
             x, lengths, _ = collate(feats, gold, idx)
-            out = np.asarray(logits(p, x, lengths))[..., 2:].argmax(-1) + 2  # never <pad>/<unk>
+            out = np.asarray(logits(p, x, lengths))[..., special:].argmax(-1) + special
             for row, i in enumerate(idx):
                 pred[i] = out[row, :lengths[row]]
         return pred
@@ -75,17 +79,18 @@ def run(task, *, bidirectional=True, epochs=8, hidden=100, seed=0, echo=print):
         out = {}
         for name in ("testa", "testb"):
             pred = predict(p, name)
-            gold = data[name][1]
-            out[f"{name}_token_acc"] = tasks.accuracy(np.concatenate(pred), np.concatenate(gold))
+            gold = splits[name][1]
+            out[f"{name}_token_acc"] = metrics.accuracy(np.concatenate(pred),
+                                                        np.concatenate(gold))
             if task == "ner":
-                out[f"{name}_f1"] = tasks.conll_f1(data[name][2],
-                                                   [tags.decode(x) for x in pred])[2]
+                out[f"{name}_f1"] = metrics.conll_f1(splits[name][2],
+                                                     [tags.tokens(x) for x in pred])[2]
         return out
 
-    feats, gold, _ = data["train"]
-    fit_cfg = seqtrain.FitConfig(epochs=epochs, batch_size=32, lr=2e-3, lr_decay=0.9, seed=seed)
-    _, history = seqtrain.fit(loss_fn, params, lambda idx: collate(feats, gold, idx),
-                              [len(f) for f in feats], fit_cfg, evaluate=evaluate, echo=echo)
+    feats, gold, _ = splits["train"]
+    fit_cfg = fit.FitConfig(epochs=epochs, batch_size=32, lr=2e-3, lr_decay=0.9, seed=seed)
+    _, history = fit.fit(loss_fn, params, lambda idx: collate(feats, gold, idx),
+                         [len(f) for f in feats], fit_cfg, evaluate=evaluate, echo=echo)
     return history[-1]
 
 

@@ -16,30 +16,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_rnnlm import layers, seq2seq, seqtrain, tasks
-from jax_rnnlm.seq import pad_batch
+from jax_rnnlm import data, layers
+from jax_rnnlm.cells import uniform
+from jax_rnnlm.seqtasks import datasets, fit, seq2seq
 
 
 def prepare(path):
-    answers = [a for _, a in tasks.load_seq2seq(path)]
-    train_idx, test_idx = tasks.textbook_split(len(answers))
+    answers = [a for _, a in datasets.load_seq2seq(path)]
+    train_idx, test_idx = datasets.textbook_split(len(answers))
     ymd = [a.split("-") for a in answers]
-    years = tasks.Vocab.build(ymd[i][0] for i in train_idx)
-    ys = years.stoi
-    cond = np.array([[ys.get(y, 1), int(m) - 1, int(d) - 1] for y, m, d in ymd], np.int32)
-    tgt_vocab = tasks.Vocab.build((c for i in train_idx for c in answers[i]),
-                                  reserved=(tasks.PAD, tasks.BOS, tasks.EOS, tasks.UNK))
-    tgt, _ = pad_batch([[seq2seq.BOS] + tgt_vocab.encode(a) + [seq2seq.EOS] for a in answers])
+    years = data.Vocab.by_frequency(ymd[i][0] for i in train_idx)
+    year_ids = years.ids([y for y, _, _ in ymd])  # unseen years are <unk>
+    cond = np.array([[y, int(m) - 1, int(d) - 1] for y, (_, m, d) in zip(year_ids, ymd)],
+                    np.int32)
+    tgt_vocab = data.Vocab.by_frequency(c for i in train_idx for c in answers[i])
+    tgt, _ = fit.pad_batch([[data.BOS_ID] + tgt_vocab.ids(a) + [data.EOS_ID] for a in answers])
     return cond, tgt, answers, train_idx, test_idx, years, tgt_vocab
 
 
 def init_params(key, cfg, n_years, e=16):
     k_y, k_m, k_d, k_w, k_dec = jax.random.split(key, 5)
     s = cfg.init_scale
-    uni = lambda k, shape: jax.random.uniform(k, shape, jnp.float32, -s, s)
     dec = seq2seq.init_params(k_dec, cfg)
-    return {"year": uni(k_y, (n_years, e)), "month": uni(k_m, (12, e)), "day": uni(k_d, (31, e)),
-            "proj": {"w": uni(k_w, (3 * e, cfg.hidden_dim)),
+    return {"year": uniform(k_y, (n_years, e), s), "month": uniform(k_m, (12, e), s),
+            "day": uniform(k_d, (31, e), s),
+            "proj": {"w": uniform(k_w, (3 * e, cfg.hidden_dim), s),
                      "b": jnp.zeros((cfg.hidden_dim,), jnp.float32)},
             **{k: v for k, v in dec.items() if k not in ("src_embed", "encoder")}}
 
@@ -53,7 +54,7 @@ def encoded(params, cond_B3):
 
 
 def run(*, epochs=5, hidden=128, seed=0, echo=print):
-    path = tasks.data_path("seq2seq/date.txt")
+    path = datasets.data_path("seq2seq/date.txt")
     cond, tgt, answers, train_idx, test_idx, years, tv = prepare(path)
     cfg = seq2seq.Seq2seqConfig(1, len(tv), embed_dim=16, hidden_dim=hidden, peeky=True)
     params = init_params(jax.random.key(seed), cfg, len(years))
@@ -61,12 +62,11 @@ def run(*, epochs=5, hidden=128, seed=0, echo=print):
 
     def loss_fn(p, batch, key):
         c, t = batch
-        logp = seq2seq.target_log_probs(p, cfg, encoded(p, c), t)
-        return -jnp.sum(logp) / jnp.sum(t[:, 1:] != seq2seq.PAD).astype(logp.dtype)
+        return seq2seq.decoder_loss(p, cfg, encoded(p, c), t)
 
     greedy = jax.jit(lambda p, c: seq2seq.greedy_decode(p, cfg, encoded(p, c), max_len)[0])
     beam = jax.jit(lambda p, c: seq2seq.beam_decode(p, cfg, encoded(p, c), max_len, 3))
-    text = lambda ids: "".join(tv.decode(seq2seq.strip(ids)))
+    text = lambda ids: "".join(tv.tokens(seq2seq.strip(ids)))
 
     def evaluate(p):
         outs = [text(t) for i in range(0, len(test_idx), 1000)
@@ -74,13 +74,13 @@ def run(*, epochs=5, hidden=128, seed=0, echo=print):
         return {"test_exact_match": float(np.mean([o == answers[i]
                                                    for o, i in zip(outs, test_idx)]))}
 
-    fit_cfg = seqtrain.FitConfig(epochs=epochs, batch_size=128, lr=1e-3, pool=1, seed=seed)
-    params, history = seqtrain.fit(
+    fit_cfg = fit.FitConfig(epochs=epochs, batch_size=128, lr=1e-3, pool=1, seed=seed)
+    params, history = fit.fit(
         loss_fn, params, lambda idx: (cond[train_idx[idx]], tgt[train_idx[idx]]),
         np.zeros(len(train_idx)), fit_cfg, evaluate=evaluate, echo=echo)
     rows = test_idx[:4]
     toks, scores = beam(params, cond[rows])
-    samples = [{"input": [years.itos[cond[r, 0]], int(cond[r, 1]) + 1, int(cond[r, 2]) + 1],
+    samples = [{"input": [years.words[cond[r, 0]], int(cond[r, 1]) + 1, int(cond[r, 2]) + 1],
                 "greedy": text(g), "beam3": [f"{text(b)} ({float(s):.3f})" for b, s in zip(tk, sc)]}
                for r, g, tk, sc in zip(rows, np.asarray(greedy(params, cond[rows])),
                                        np.asarray(toks), np.asarray(scores))]

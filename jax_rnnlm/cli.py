@@ -8,10 +8,9 @@ import dataclasses
 import json
 import sys
 
-from jax_rnnlm import checkpoint, data, generate, presets, train
-from jax_rnnlm.config import help_of
-from jax_rnnlm.model import ModelConfig
-from jax_rnnlm.train import TrainConfig
+from jax_rnnlm import bench, checkpoint, config, data, generate, parallel, plot, step, train
+from jax_rnnlm.config import ModelConfig, TrainConfig, help_of
+from jax_rnnlm.workdir import WorkdirError
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal, checkpoint saved, run again to resume
 RUN_FLAGS = ("data", "level", "workdir")  # train settings that are not config fields
@@ -39,7 +38,7 @@ def _config(cls, args, **extra):
 
 def _train_parser(sub):
     tr = sub.add_parser("train", help="train a language model, then report val/test perplexity")
-    tr.add_argument("--preset", choices=sorted(presets.PRESETS),
+    tr.add_argument("--preset", choices=sorted(config.PRESETS),
                     help="named settings of a recorded experiment")
     tr.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
     tr.add_argument("--data", default="ptb", help="'ptb', 'tinyshakespeare', a directory with "
@@ -99,7 +98,10 @@ def build_parser():
                     help="score each line from a fresh state after <eos> (line), or the "
                     "whole text as one stream as eval does (text)")
     pl = sub.add_parser("plot", help="PNG learning curves of one or more runs")
-    pl.add_argument("workdirs", nargs="+", help="workdirs of train runs")
+    pl.add_argument("--workdir", nargs="+", default=[], dest="workdir_list",
+                    help="workdirs of train runs (several may follow one --workdir)")
+    pl.add_argument("workdirs", nargs="*", help="workdirs of train runs, as positional "
+                    "arguments (the same as --workdir)")
     pl.add_argument("--out", default="curves.png", help="PNG file to write")
     sub.add_parser("bench", help="throughput benchmark (see jax-rnnlm bench --help)",
                    add_help=False)
@@ -112,17 +114,16 @@ def resolve_train_args(argv):
     first = parser.parse_args(argv)
     known = {f.name for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
     known = (known - {"vocab_size"}) | set(RUN_FLAGS)
-    values = dict(presets.PRESETS[first.preset]) if first.preset else {}
+    values = dict(config.PRESETS[first.preset]) if first.preset else {}
     if first.config:
-        from_file = presets.read_config_file(first.config)
-        presets.check_keys(from_file, known, first.config)
+        from_file = config.read_config_file(first.config)
+        config.check_keys(from_file, known, first.config)
         values.update(from_file)
     parser.train_parser.set_defaults(**values)
     return parser.parse_args(argv)
 
 
 def cmd_train(args):
-    from jax_rnnlm import parallel
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     main = parallel.is_main_process()
     corpus = data.load_corpus(args.data, args.level)
@@ -136,22 +137,21 @@ def cmd_train(args):
                         resume=args.resume, echo=lambda s: print(s, file=sys.stderr),
                         live=None, main=main)
     if main:
-        print(json.dumps(summary))
+        print(json.dumps(summary, allow_nan=False))
 
 
 def cmd_eval(args):
-    run = train.load_trained(args.workdir, args.checkpoint)
-    corpus = data.load_corpus(args.data or run.data_info["source"],
-                              args.level or run.data_info["level"], vocab=run.vocab)
-    ppl, count = train.evaluate(run.params, run.model_cfg, getattr(corpus, args.split),
-                                batch_size=args.batch_size, bptt=args.bptt,
-                                source=f"{args.split} split")
+    run = checkpoint.load_trained(args.workdir, args.checkpoint)
+    corpus = data.load_corpus(args.data or run.source, args.level or run.level, vocab=run.vocab)
+    ppl, count = step.evaluate(run.params, run.model_cfg, getattr(corpus, args.split),
+                               batch_size=args.batch_size, bptt=args.bptt,
+                               source=f"{args.split} split")
     print(json.dumps({"split": args.split, "ppl": ppl, "tokens": count,
                       "batch_size": args.batch_size, "step": run.step}))
 
 
 def cmd_generate(args):
-    run = train.load_trained(args.workdir, args.checkpoint)
+    run = checkpoint.load_trained(args.workdir, args.checkpoint)
     for text in generate.generate_texts(run, args.prompt, length=args.length, seed=args.seed,
                                         num_samples=args.num_samples, skip=args.skip.split(","),
                                         temperature=args.temperature, top_k=args.top_k,
@@ -160,15 +160,18 @@ def cmd_generate(args):
 
 
 def cmd_score(args):
-    run = train.load_trained(args.workdir, args.checkpoint)
+    run = checkpoint.load_trained(args.workdir, args.checkpoint)
     text = sys.stdin.read() if args.text == "-" else data.read_text(args.text)
-    for record in generate.score_text(run, text, per=args.per):
+    source = "stdin" if args.text == "-" else args.text
+    for record in generate.score_text(run, text, per=args.per, source=source):
         print(json.dumps(record))
 
 
 def cmd_plot(args):
-    from jax_rnnlm import plot
-    plot.learning_curves(args.workdirs, args.out)
+    workdirs = args.workdir_list + args.workdirs
+    if not workdirs:
+        raise ValueError("name the runs to plot: --workdir W [W2 ...]")
+    plot.learning_curves(workdirs, args.out)
     print(args.out)
 
 
@@ -178,8 +181,7 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate,
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # the benchmark has its own flags (jax_rnnlm/bench.py)
-        from jax_rnnlm import bench
+    if argv[:1] == ["bench"]:  # the benchmark has its own flags (jax_rnnlm/bench/)
         return bench.main(argv[1:])
     parser = build_parser()
     try:
@@ -188,7 +190,7 @@ def main(argv=None):
     except train.Interrupted as e:
         print(f"jax-rnnlm {argv[0]}: {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (data.DataError, checkpoint.CheckpointError, train.NonFiniteError, ValueError) as e:
+    except (data.DataError, WorkdirError, train.NonFiniteError, ValueError) as e:
         print(f"jax-rnnlm {argv[0]}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,11 +1,199 @@
-"""Config fields that carry their own one-line help (shown by ``jax-rnnlm ... --help``)."""
+"""Every setting of a language-model run, declared once: the model, the training
+loop, the named presets of the recorded experiments, and config files.
+
+Each field carries its one-line help (shown by ``jax-rnnlm train --help``, and
+the README's flag table is these fields). A ``TrainConfig`` field marked
+``resumable=True`` may change when a run resumes from its workdir; every other
+setting must match the checkpoint (``workdir.differences``).
+Precedence on the command line: defaults < --preset < --config FILE < flags.
+"""
 import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+from jax_rnnlm.cells import CELLS
+from jax_rnnlm.precision import DTYPES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
+
+OPTIMIZERS = ("sgd", "adam")
 
 
-def field(default=dataclasses.MISSING, *, help):
-    """A dataclass field with a default and a one-line help text."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def field(default=dataclasses.MISSING, *, help, resumable=False):
+    """A dataclass field with a default, a one-line help text, and whether it may
+    change on resume."""
+    return dataclasses.field(default=default, metadata={"help": help, "resumable": resumable})
 
 
 def help_of(f: dataclasses.Field):
     return f.metadata["help"]
+
+
+def resumable_fields(cls):
+    """Names of the fields of ``cls`` marked resumable."""
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable")}
+
+
+def check_recurrent(cfg):
+    """The checks every recurrent model's config shares (the LM's and the tasks'):
+    the cell, the init scale, the matmul precision."""
+    if cfg.cell not in CELLS:
+        raise ValueError(f"unknown cell {cfg.cell!r}: choose one of {sorted(CELLS)}")
+    if not cfg.init_scale > 0.0:
+        raise ValueError(f"init_scale must be > 0, got {cfg.init_scale}")
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {cfg.dtype!r}")
+
+
+def _positive_ints(obj, names):
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = field(help="V, number of word (or character) types")
+    embed_dim: int = field(default=200, help="D, width of the word embedding")
+    hidden_dim: int = field(default=200, help="H, width of each recurrent layer")
+    num_layers: int = field(default=1, help="number of stacked recurrent layers")
+    cell: str = field(default="lstm", help="recurrent cell: rnn (tanh), lstm or gru")
+    dropout: float = field(
+        default=0.0, help="dropout on non-recurrent connections, in [0, 1) (Zaremba et al.)")
+    tie_weights: bool = field(
+        default=False, help="output weight = embedding transposed (needs embed-dim == hidden-dim)")
+    init_scale: float = field(
+        default=0.1, help="weights start uniform in [-init-scale, init-scale]")
+    dtype: str = field(
+        default="float32", help="matmul precision: float32, or bfloat16 (bf16 operands, fp32 "
+                                "accumulation; params, loss and optimizer state stay fp32)")
+
+    def __post_init__(self):
+        _positive_ints(self, ("vocab_size", "embed_dim", "hidden_dim", "num_layers"))
+        check_recurrent(self)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.tie_weights and self.embed_dim != self.hidden_dim:
+            raise ValueError(f"tie_weights needs embed_dim == hidden_dim, got "
+                             f"{self.embed_dim} != {self.hidden_dim}; set both equal "
+                             f"or drop --tie-weights")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = field(
+        default=20, help="B, number of parallel streams in a train step")
+    bptt: int = field(default=35, help="T, time steps per truncated-BPTT window")
+    optimizer: str = field(default="sgd", help="sgd or adam")
+    lr: float = field(
+        default=1.0, help="learning rate for the loss averaged over the B*T tokens of a window")
+    clip: float = field(default=0.25, help="clip the gradient to this global norm")
+    lr_decay: float = field(
+        default=1.0, help="lr factor per epoch once --decay-after epochs are done (Zaremba: 0.5)")
+    decay_after: int = field(
+        default=0, help="epochs at full lr before --lr-decay starts (Zaremba small: 4)")
+    plateau_factor: float = field(
+        default=1.0, help="lr factor when val perplexity does not improve (0.25: divide by 4)")
+    epochs: int = field(default=1, help="passes over the train split", resumable=True)
+    max_steps: int = field(
+        default=0, help="stop after this many train steps, then evaluate (0: no limit)",
+        resumable=True)
+    eval_batch_size: int = field(
+        default=10, help="parallel streams when evaluating the valid split", resumable=True)
+    test_batch_size: int = field(
+        default=1, help="parallel streams when evaluating the test split", resumable=True)
+    windows_per_call: int = field(
+        default=10, help="truncated-BPTT windows per compiled call (fewer Python round trips)")
+    log_every: int = field(default=100, help="train steps between lines of metrics.jsonl",
+                           resumable=True)
+    save_every: int = field(
+        default=1000, help="train steps between checkpoints, besides each epoch end (0: epoch ends)",
+        resumable=True)
+    keep: int = field(default=3, help="how many of the newest checkpoints to keep (plus the best)",
+                      resumable=True)
+    on_nonfinite: str = field(
+        default="stop", help="on a non-finite loss or gradient: stop, or skip the batch",
+        resumable=True)
+    devices: int = field(
+        default=0, help="devices to split the B streams over (0: all); B must be a multiple",
+        resumable=True)
+    seed: int = field(default=0, help="random seed for init, dropout and everything else")
+
+    def __post_init__(self):
+        _positive_ints(self, ("batch_size", "bptt", "epochs", "eval_batch_size",
+                              "test_batch_size", "windows_per_call", "log_every"))
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of "
+                             f"{sorted(OPTIMIZERS)}")
+        if not (math.isfinite(self.lr) and 0.0 < self.lr <= 1e4):
+            raise ValueError(f"lr must be in (0, 1e4], got {self.lr}")
+        if not self.clip > 0.0:
+            raise ValueError(f"clip must be > 0 (the max gradient norm), got {self.clip}")
+        if not 0.0 < self.lr_decay <= 1.0 or not 0.0 < self.plateau_factor <= 1.0:
+            raise ValueError("lr_decay and plateau_factor must be in (0, 1]")
+        if self.max_steps < 0 or self.decay_after < 0 or self.save_every < 0:
+            raise ValueError("max_steps, decay_after and save_every must be >= 0")
+        if self.devices < 0:
+            raise ValueError(f"devices must be >= 0 (0: all devices), got {self.devices}")
+        if self.keep < 1:
+            raise ValueError(f"keep must be at least 1, got {self.keep}")
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
+
+
+PRESETS = {
+    # The numpy book's SimpleRnnlm is a Python-API toy (experiments/book_simple_rnn.py).
+    "book-rnnlm": dict(data="ptb", cell="lstm", embed_dim=100, hidden_dim=100, batch_size=20,
+                       bptt=35, optimizer="sgd", lr=20.0, clip=0.25, epochs=4),
+    # Zaremba et al. 2014, small: their lr 1 / clip 5 on a loss summed over T = 20 steps.
+    "ptb-lstm-small": dict(data="ptb", cell="lstm", num_layers=2, embed_dim=200,
+                           hidden_dim=200, init_scale=0.1, batch_size=20, bptt=20,
+                           optimizer="sgd", lr=20.0, clip=0.25, lr_decay=0.5, decay_after=4,
+                           epochs=13),
+    # Zaremba et al. 2014, medium: lr 1 / clip 5 at T = 35, x0.8 per epoch after 6, 39 epochs.
+    "ptb-lstm-medium": dict(data="ptb", cell="lstm", num_layers=2, embed_dim=650,
+                            hidden_dim=650, dropout=0.5, init_scale=0.05, batch_size=20,
+                            bptt=35, optimizer="sgd", lr=35.0, clip=5 / 35, lr_decay=0.8,
+                            decay_after=6, epochs=39),
+    # The seed's tanh RNN, tuned here (experiments/ptb_rnn.py). SGD at lr 20 diverged
+    # for this model (val ppl 1.3e6 after one epoch); Adam at 2e-3 trains it.
+    "ptb-rnn": dict(data="ptb", cell="rnn", num_layers=1, embed_dim=300, hidden_dim=300,
+                    tie_weights=True, dropout=0.3, batch_size=20, bptt=35, optimizer="adam",
+                    lr=0.002, clip=0.25, lr_decay=0.5, decay_after=5, plateau_factor=0.5,
+                    epochs=10),
+    # Character-level Tiny Shakespeare, char-rnn's standard corpus.
+    "shakespeare-char": dict(data="tinyshakespeare", level="char", cell="lstm", num_layers=2,
+                             embed_dim=128, hidden_dim=256, dropout=0.2, batch_size=32,
+                             bptt=100, optimizer="adam", lr=0.002, clip=5.0, epochs=10,
+                             eval_batch_size=32, test_batch_size=32),
+}
+
+
+def read_config_file(path):
+    """Settings from a .toml or .json file, as {field_name: value}."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read config file ({e.strerror})") from None
+    try:
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}"
+                         f" ({e})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a table of settings at the top level")
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def check_keys(values, known, source):
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(known))}")

@@ -4,12 +4,13 @@ Word level (PTB layout): tokens are whitespace-separated and every line ends
 with ``<eos>``. Char level: every character, newlines included, is a token.
 The vocabulary is built from the train split alone.
 
-Truncated-BPTT layout: the id stream of N tokens is cut into B contiguous rows
-of L = N // B tokens (row i starts at token i·L; the last N mod B tokens are
+Truncated-BPTT layout: the id stream of M tokens is cut into B contiguous rows
+of L = M // B tokens (row i starts at token i·L; the last M mod B tokens are
 dropped). Step k takes inputs ``streams[:, kT:kT+T]`` and targets shifted by one,
 ``streams[:, kT+1:kT+T+1]``; the hidden state of row i flows from window k to
 window k+1 because both hold consecutive stretches of the same row.
 """
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -19,7 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-EOS, UNK = "<eos>", "<unk>"
+# Special tokens, defined once. A task vocabulary (``Vocab.by_frequency``) puts them
+# first, so their ids there are fixed: PAD_ID = 0 pads batches, BOS_ID/EOS_ID start
+# and end decoded sequences. A language-model vocabulary holds only those its text has.
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+RESERVED = (PAD, BOS, EOS, UNK)
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(len(RESERVED))
 SPLITS = ("train", "valid", "test")
 # Single-file corpora are cut contiguously: the first 90% train, then 5% valid, 5% test.
 SPLIT_FRACTIONS = (0.9, 0.05, 0.05)
@@ -46,11 +52,43 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Vocab:
-    words: tuple  # id -> token, in order of first appearance in the train split
+    """Token <-> id, for the language models and the sequence tasks alike."""
+    words: tuple  # id -> token
+
+    @classmethod
+    def from_tokens(cls, tokens):
+        """Ids in order of first appearance (the LM vocabulary of a train split)."""
+        return cls(tuple(dict.fromkeys(tokens)))
+
+    @classmethod
+    def by_frequency(cls, tokens, reserved=RESERVED, min_count=1):
+        """``reserved`` first (PAD_ID, BOS_ID, ... hold), then tokens seen at least
+        ``min_count`` times, most frequent first (ties alphabetical)."""
+        counts = collections.Counter(tokens)
+        kept = sorted((t for t, n in counts.items() if n >= min_count and t not in reserved),
+                      key=lambda t: (-counts[t], t))
+        return cls(tuple(reserved) + tuple(kept))
 
     @functools.cached_property
     def index(self):
         return {w: i for i, w in enumerate(self.words)}
+
+    @property
+    def unk_id(self):
+        """Id of <unk>, or None if this vocabulary has none."""
+        return self.index.get(UNK)
+
+    def ids(self, tokens):
+        """Ids of ``tokens``; unknown ones map to <unk> (ValueError naming one if there is none)."""
+        index, unk = self.index, self.unk_id
+        out = [index.get(t, unk) for t in tokens]
+        if unk is None and None in out:
+            raise ValueError(f"token {tokens[out.index(None)]!r} is not in the vocabulary, "
+                             f"which has no {UNK}")
+        return out
+
+    def tokens(self, ids):
+        return [self.words[i] for i in ids]
 
     def __len__(self):
         return len(self.words)
@@ -95,13 +133,8 @@ def tokenize(text, level):
     return [tok for line in text.splitlines() for tok in line.split() + [EOS]]
 
 
-def build_vocab(tokens):
-    """Vocabulary of the given (train) tokens, ids in order of first appearance."""
-    return Vocab(tuple(dict.fromkeys(tokens)))
-
-
-def encode(tokens, vocab, *, source="<text>", text=None, level="word"):
-    """Token ids [N] int32. Unknown tokens map to <unk>; without <unk> they are a DataError."""
+def token_ids(tokens, vocab, *, source="<text>", text=None, level="word"):
+    """Token ids [M] int32. Unknown tokens map to <unk>; without <unk> they are a DataError."""
     index = vocab.index
     unk = index.get(UNK)
     ids = np.fromiter((index.get(t, -1) for t in tokens), np.int32, len(tokens))
@@ -195,8 +228,8 @@ def load_corpus(data, level="word", vocab=None):
         paths = split_paths(data)
         texts = {s: read_text(p) for s, p in paths.items()}
         tokens = {s: tokenize(t, level) for s, t in texts.items()}
-        vocab = vocab or build_vocab(tokens["train"])
-        ids = {s: encode(tokens[s], vocab, source=str(paths[s]), text=texts[s], level=level)
+        vocab = vocab or Vocab.from_tokens(tokens["train"])
+        ids = {s: token_ids(tokens[s], vocab, source=str(paths[s]), text=texts[s], level=level)
                for s in SPLITS}
     else:
         text = read_text(data)
@@ -206,19 +239,19 @@ def load_corpus(data, level="word", vocab=None):
         parts = {"train": all_tokens[:n_train],
                  "valid": all_tokens[n_train:n_train + n_valid],
                  "test": all_tokens[n_train + n_valid:]}
-        vocab = vocab or build_vocab(parts["train"])
-        ids = {s: encode(parts[s], vocab, source=f"{data} ({s} part)", text=text,
+        vocab = vocab or Vocab.from_tokens(parts["train"])
+        ids = {s: token_ids(parts[s], vocab, source=f"{data} ({s} part)", text=text,
                          level=level) for s in SPLITS}
     return Corpus(vocab, ids["train"], ids["valid"], ids["test"], str(data))
 
 
-def batchify(ids_N, batch_size, *, source="corpus"):
-    """Cut an id stream into B contiguous rows: [N] -> [B, N // B] (row i starts at i·(N // B))."""
-    length = len(ids_N) // batch_size
+def batchify(ids_M, batch_size, *, source="corpus"):
+    """Cut an id stream into B contiguous rows: [M] -> [B, L], L = M // B (row i starts at i·L)."""
+    length = len(ids_M) // batch_size
     if length < 2:
-        raise DataError(f"{source}: {len(ids_N)} tokens cannot fill {batch_size} streams "
+        raise DataError(f"{source}: {len(ids_M)} tokens cannot fill {batch_size} streams "
                         f"of at least 2 tokens; use a smaller batch size")
-    return np.asarray(ids_N[: batch_size * length]).reshape(batch_size, length)
+    return np.asarray(ids_M[: batch_size * length]).reshape(batch_size, length)
 
 
 def num_windows(streams_BL, bptt, *, full_only=False):
@@ -239,11 +272,11 @@ def windows(streams_BL, bptt, *, full_only=False):
         yield streams_BL[:, t:end], streams_BL[:, t + 1:end + 1]
 
 
-def train_streams(ids_N, batch_size, bptt, *, source="train split"):
+def train_streams(ids_M, batch_size, bptt, *, source="train split"):
     """[B, L] streams for training; DataError unless there is at least one full window."""
-    streams = batchify(ids_N, batch_size, source=source)
+    streams = batchify(ids_M, batch_size, source=source)
     if streams.shape[1] - 1 < bptt:
-        raise DataError(f"{source}: {len(ids_N)} tokens give {batch_size} streams of "
+        raise DataError(f"{source}: {len(ids_M)} tokens give {batch_size} streams of "
                         f"{streams.shape[1]} tokens, fewer than one window of bptt={bptt} "
                         f"(+1 target); use a smaller --batch-size or --bptt, or more text")
     return streams

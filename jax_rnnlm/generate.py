@@ -47,42 +47,42 @@ def pick(key, logits_BV, *, temperature=1.0, top_k=0, top_p=1.0, skip_ids=()):
     return jax.random.categorical(key, filtered, axis=-1)
 
 
-def prime(params, carry, prompt_BT):
+def prime(params, cfg, carry, prompt_BT):
     """Run the prompt [B, T] through the model: (logits [B, V] for the next token, carry)."""
-    logits_BTV, carry = model.forward(params, carry, prompt_BT)
+    logits_BTV, carry = model.forward(params, cfg, carry, prompt_BT)
     return logits_BTV[:, -1], carry
 
 
-@functools.partial(jax.jit, static_argnames=("length", "temperature", "top_k", "top_p",
+@functools.partial(jax.jit, static_argnames=("cfg", "length", "temperature", "top_k", "top_p",
                                              "skip_ids"))
-def sample(params, carry, key, prompt_BT, *, length, temperature=1.0, top_k=0, top_p=1.0,
+def sample(params, cfg, carry, key, prompt_BT, *, length, temperature=1.0, top_k=0, top_p=1.0,
            skip_ids=()):
     """Continue each row of ``prompt_BT`` by ``length`` sampled tokens: ([B, length], carry)."""
-    logits_BV, carry = prime(params, carry, prompt_BT)
+    logits_BV, carry = prime(params, cfg, carry, prompt_BT)
 
     def step(state, k):
         logits_BV, carry = state
         tok_B = pick(k, logits_BV, temperature=temperature, top_k=top_k, top_p=top_p,
                      skip_ids=skip_ids)
-        logits_B1V, carry = model.forward(params, carry, tok_B[:, None])
+        logits_B1V, carry = model.forward(params, cfg, carry, tok_B[:, None])
         return (logits_B1V[:, 0], carry), tok_B
 
-    (_, carry), toks_LB = jax.lax.scan(step, (logits_BV, carry), jax.random.split(key, length))
-    return toks_LB.T, carry
+    (_, carry), toks_TB = jax.lax.scan(step, (logits_BV, carry), jax.random.split(key, length))
+    return toks_TB.T, carry
 
 
-@jax.jit
-def log_prob(params, carry, tokens_BT):
+@functools.partial(jax.jit, static_argnames="cfg")
+def log_prob(params, cfg, carry, tokens_BT):
     """Natural-log probability of each next token: ([B, T-1] for tokens[:, 1:], carry).
 
     The carry returned has read tokens[:, :-1], so scoring a long text in
     pieces that overlap by one token gives the same numbers as one piece.
     """
-    ce_BT, carry = model.token_losses(params, carry, tokens_BT[:, :-1], tokens_BT[:, 1:])
+    ce_BT, carry = model.token_losses(params, cfg, carry, tokens_BT[:, :-1], tokens_BT[:, 1:])
     return -ce_BT, carry
 
 
-def encode_prompt(prompt, vocab, level):
+def prompt_ids(prompt, vocab, level):
     """Ids of a prompt; a word-level prompt starts after an <eos>, as sentences do in training."""
     tokens = list(prompt) if level == "char" else [data.EOS] + prompt.split()
     if not tokens:  # an empty char-level prompt starts after a newline, or at token 0
@@ -104,34 +104,37 @@ def detokenize(ids, vocab, level):
 def generate_texts(run, prompt, *, length, seed=0, num_samples=1, skip=(), temperature=1.0,
                    top_k=0, top_p=1.0):
     """Prompt plus ``length`` sampled tokens, for each of ``num_samples`` samples."""
-    level = run.data_info["level"]
-    ids = encode_prompt(prompt, run.vocab, level)
+    level = run.level
+    ids = prompt_ids(prompt, run.vocab, level)
     skip_ids = tuple(sorted(run.vocab.index[t] for t in skip if t in run.vocab.index))
     prompt_BT = jnp.tile(jnp.asarray(ids, jnp.int32)[None], (num_samples, 1))
-    toks, _ = sample(run.params, model.init_carry(run.model_cfg, num_samples),
+    toks, _ = sample(run.params, run.model_cfg, model.init_carry(run.model_cfg, num_samples),
                      jax.random.key(seed), prompt_BT, length=length, temperature=temperature,
                      top_k=top_k, top_p=top_p, skip_ids=skip_ids)
     shown = ids[1:] if level == "word" else ids  # the leading <eos> is context, not text
     return [detokenize(shown + list(map(int, row)), run.vocab, level) for row in np.asarray(toks)]
 
 
-def score_text(run, text, *, per="line"):
+def score_text(run, text, *, per="line", source="text"):
     """JSON-ready records: one per line (or one for the whole text), then a total.
 
     Per line, the state starts fresh after an <eos> and every token of the line,
     its <eos> included, is scored. Per text, the text is one stream as in
-    ``jax-rnnlm eval``: every token after the first is scored.
+    ``jax-rnnlm eval``: every token after the first is scored. A text with
+    nothing to score is a ValueError.
     """
-    level = run.data_info["level"]
+    level = run.level
+    ids_of = lambda tokens: data.token_ids(tokens, run.vocab, source=source, text=text,
+                                           level=level)
     if per == "text":
-        ids = data.encode(data.tokenize(text, level), run.vocab, source="text", text=text,
-                          level=level)
-        lines = [(None, ids)]
+        lines = [(None, ids_of(data.tokenize(text, level)))]
     else:
-        lines = [(line, data.encode([data.EOS] + data.tokenize(line + "\n", level)
-                                    if level == "word" else list(line + "\n"), run.vocab,
-                                    source="text", text=text, level=level))
+        lines = [(line, ids_of([data.EOS] + data.tokenize(line + "\n", level)
+                               if level == "word" else list(line + "\n")))
                  for line in text.splitlines() if line.strip()]
+    if sum(max(len(ids) - 1, 0) for _, ids in lines) == 0:
+        raise ValueError(f"{source}: nothing to score (it needs at least one line "
+                         f"with a token, or two tokens with --per text)")
     total_lp, total_n = 0.0, 0
     for line, ids in lines:
         lp = token_log_probs(run.params, run.model_cfg, ids)
@@ -142,12 +145,12 @@ def score_text(run, text, *, per="line"):
     yield {"total_tokens": total_n, "log_prob": total_lp, "ppl": math.exp(-total_lp / total_n)}
 
 
-def token_log_probs(params, model_cfg, ids, bucket=64):
-    """Log-probabilities [N - 1] of ids[1:], padded to a multiple of ``bucket`` so that
-    texts of similar length share one compiled function (padding sits after the
+def token_log_probs(params, cfg, ids, bucket=64):
+    """Log-probabilities [M - 1] of ids[1:] (M ids), padded to a multiple of ``bucket`` so
+    that texts of similar length share one compiled function (padding sits after the
     scored tokens of a causal model, so it changes none of them)."""
     n = len(ids)
     padded = np.zeros(-(-n // bucket) * bucket, np.int32)
     padded[:n] = ids
-    lp, _ = log_prob(params, model.init_carry(model_cfg, 1), jnp.asarray(padded)[None])
+    lp, _ = log_prob(params, cfg, model.init_carry(cfg, 1), jnp.asarray(padded)[None])
     return np.asarray(lp[0, : n - 1], np.float64)

@@ -1,16 +1,17 @@
 """The layers of the seed, as pure functions: embedding, recurrent layer over
-time (truncated-BPTT window), affine, dropout and softmax with cross-entropy.
+time (a truncated-BPTT window, or a padded batch with a mask), affine, dropout
+and softmax with cross-entropy.
 
-Shapes: B batch, T time, D embedding, H hidden, V vocabulary, N = B·T.
 Recurrent layers run time-major ([T, B, ·]) because ``lax.scan`` walks the
-leading axis; the model transposes the int token ids once, not the floats.
+leading axis; callers transpose the int token ids once, not the floats.
 """
 import functools
 
 import jax
 import jax.numpy as jnp
 
-from jax_rnnlm.cells import CELLS, cell_name, contract, hidden, matmul
+from jax_rnnlm.cells import CELLS, cell_name, hidden
+from jax_rnnlm.precision import contract, matmul, round_to
 
 
 def embedding(embed_VD, tokens):
@@ -18,59 +19,81 @@ def embedding(embed_VD, tokens):
     return jnp.take(embed_VD, tokens, axis=0)
 
 
-def recurrent_layer(p, carry, xs_TBD, *, unroll=1, dtype="float32"):
+def recurrent_layer(p, carry, xs_TBD, mask_TB=None, *, dtype="float32", unroll=1):
     """One recurrent layer over a window. Returns (hs_TBH, final carry).
 
     The input projection for all T steps is one matmul ``xs w_x + b`` hoisted
     out of the scan; the scan body does only ``h w_h`` and the nonlinearity.
     The final carry is returned so the next window can continue from it.
-    ``dtype`` is the matmul operand precision (see ``cells.matmul``).
+    With ``mask_TB`` (True at real steps of a padded batch) a padded step keeps
+    the carry unchanged and outputs zeros, so the final carry is the state after
+    each row's last real step. ``dtype`` is the matmul precision (``precision``).
     """
     xw_TBG = add_bias(matmul(xs_TBD, p["w_x"], dtype), p["b"])
     rest = {k: v for k, v in p.items() if k not in ("w_x", "w_h", "b")}  # gru's b_hn
-    return _time_scan(CELLS[cell_name(p)].update, dtype, unroll, p["w_h"], rest, carry, xw_TBG)
+    return _time_scan(CELLS[cell_name(p)].update, dtype, unroll, p["w_h"], rest, carry,
+                      xw_TBG, mask_TB)
+
+
+def _step(update, rest, carry, xw_BG, hw_BG, m_B):
+    """The cell's update, masked: (new carry, output h [B, H])."""
+    new = update(rest, carry, xw_BG, hw_BG)
+    if m_B is None:
+        return new, hidden(new)
+    new = keep_where(m_B, new, carry)
+    return new, jnp.where(m_B[:, None], hidden(new), 0.0)
+
+
+def keep_where(mask_B, new, old):
+    """``new`` on rows where mask_B, else ``old``, for every [B, ...] leaf of a pytree."""
+    def pick(n, o):
+        return jnp.where(mask_B.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+    return jax.tree.map(pick, new, old)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _time_scan(update, dtype, unroll, w_HG, rest, carry, xw_TBG):
+def _time_scan(update, dtype, unroll, w_HG, rest, carry, xw_TBG, mask_TB):
     """The time loop of ``recurrent_layer``: (hs_TBH, final carry).
 
     Its backward pass is written out (``_time_scan_bwd``) for one reason: the
     gradient of ``w_h``. Autodiff of the scan adds a rank-B update
     ``h_{t-1}.T @ d(hw_t)`` into an [H, G·H] accumulator at every step; here the
     reverse scan only collects d(hw_t), and dW_h is one [H, T·B] @ [T·B, G·H]
-    matmul after it.
+    matmul after it. (Being a custom VJP, the layer supports reverse-mode
+    differentiation only: ``jax.jvp``/``jacfwd`` of it raise a TypeError.)
     """
-    return _time_scan_fwd(update, dtype, unroll, w_HG, rest, carry, xw_TBG)[0]
+    return _time_scan_fwd(update, dtype, unroll, w_HG, rest, carry, xw_TBG, mask_TB)[0]
 
 
-def _time_scan_fwd(update, dtype, unroll, w_HG, rest, carry, xw_TBG):
-    def body(c, xw_BG):
+def _time_scan_fwd(update, dtype, unroll, w_HG, rest, carry, xw_TBG, mask_TB):
+    def body(c, inputs):
+        xw_BG, m_B = inputs
         hw_BG = matmul(hidden(c), w_HG, dtype)
-        new = update(rest, c, xw_BG, hw_BG)
-        return new, (hidden(new), c, hw_BG)
-    carry, (hs_TBH, prev_T, hw_TBG) = jax.lax.scan(body, carry, xw_TBG, unroll=unroll)
-    return (hs_TBH, carry), (w_HG, rest, prev_T, hw_TBG, xw_TBG)
+        new, h_BH = _step(update, rest, c, xw_BG, hw_BG, m_B)
+        return new, (h_BH, c, hw_BG)
+    carry, (hs_TBH, prev_T, hw_TBG) = jax.lax.scan(body, carry, (xw_TBG, mask_TB),
+                                                   unroll=unroll)
+    return (hs_TBH, carry), (w_HG, rest, prev_T, hw_TBG, xw_TBG, mask_TB)
 
 
 def _time_scan_bwd(update, dtype, unroll, res, cotangents):
-    w_HG, rest, prev_T, hw_TBG, xw_TBG = res
+    w_HG, rest, prev_T, hw_TBG, xw_TBG, mask_TB = res
     dhs_TBH, dcarry = cotangents
 
     def body(dc, inputs):
-        c, xw_BG, hw_BG, dh_BH = inputs
-        dc = _add_to_hidden(dc, dh_BH)  # h_t is both the output and (part of) the carry
-        _, pullback = jax.vjp(lambda c, xw, hw, r: update(r, c, xw, hw), c, xw_BG, hw_BG, rest)
-        dprev, dxw_BG, dhw_BG, drest = pullback(dc)
+        c, xw_BG, hw_BG, m_B, dh_BH = inputs
+        _, pullback = jax.vjp(lambda c, xw, hw, r: _step(update, r, c, xw, hw, m_B),
+                              c, xw_BG, hw_BG, rest)
+        dprev, dxw_BG, dhw_BG, drest = pullback((dc, dh_BH))
         dprev = _add_to_hidden(dprev, contract(dhw_BG, w_HG, -1, 1, dtype))
         return dprev, (dxw_BG, dhw_BG, drest)
 
     dcarry0, (dxw_TBG, dhw_TBG, drest_T) = jax.lax.scan(
-        body, dcarry, (prev_T, xw_TBG, hw_TBG, dhs_TBH), reverse=True, unroll=unroll)
+        body, dcarry, (prev_T, xw_TBG, hw_TBG, mask_TB, dhs_TBH), reverse=True, unroll=unroll)
     h_prev_NH = hidden(prev_T).reshape(-1, w_HG.shape[0])
     dw_HG = contract(h_prev_NH, dhw_TBG.reshape(-1, w_HG.shape[1]), 0, 0, dtype)
     drest = jax.tree.map(lambda d: jnp.sum(d, axis=0), drest_T)
-    return dw_HG.astype(w_HG.dtype), drest, dcarry0, dxw_TBG
+    return dw_HG.astype(w_HG.dtype), drest, dcarry0, dxw_TBG, None
 
 
 def _add_to_hidden(carry, dh_BH):
@@ -80,8 +103,14 @@ def _add_to_hidden(carry, dh_BH):
 _time_scan.defvjp(_time_scan_fwd, _time_scan_bwd)
 
 
+def length_mask(lengths_B, T):
+    """mask_BT bool: True at the first lengths_B[b] steps of row b."""
+    return jnp.arange(T, dtype=lengths_B.dtype)[None, :] < lengths_B[:, None]
+
+
 def dropout(key, x, rate):
-    """Inverted dropout: zero each entry with probability ``rate``, scale the rest."""
+    """Inverted dropout: zero each entry with probability ``rate``, scale the rest.
+    The identity when ``key`` is None or ``rate`` is 0 (evaluation)."""
     if rate == 0.0 or key is None:
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
@@ -89,12 +118,12 @@ def dropout(key, x, rate):
 
 
 def affine(h_NH, w_HV, b_V, dtype="float32"):
-    """Affine output layer: [N, H] @ [H, V] + [V] -> logits [N, V]."""
+    """Affine output layer: [N, H] @ [H, V] + [V] -> logits [N, V] (any leading axes)."""
     return add_bias(matmul(h_NH, w_HV, dtype), b_V)
 
 
 def add_bias(x, b):
-    """x [..., K] + b [K], broadcast explicitly (the tests forbid implicit rank promotion)."""
+    """x [..., O] + b [O], broadcast explicitly (the tests forbid implicit rank promotion)."""
     return x + b.reshape((1,) * (x.ndim - 1) + b.shape)
 
 
@@ -120,8 +149,6 @@ def affine_cross_entropy(h_NH, w_HV, b_V, targets_N, dtype="float32"):
         logits_NV = matmul(h_NH, w_HV, dtype)
     with jax.named_scope("softmax_ce"):
         lse_N = jax.nn.logsumexp(add_bias(logits_NV, b_V), axis=-1)
-        w_NH = jnp.take(w_HV, targets_N, axis=1).T
-        if jnp.dtype(dtype) != jnp.float32:
-            h_NH, w_NH = (a.astype(dtype).astype(a.dtype) for a in (h_NH, w_NH))
-        target_N = jnp.sum(h_NH * w_NH, axis=-1) + jnp.take(b_V, targets_N)
+        w_NH = round_to(jnp.take(w_HV, targets_N, axis=1).T, dtype)
+        target_N = jnp.sum(round_to(h_NH, dtype) * w_NH, axis=-1) + jnp.take(b_V, targets_N)
         return lse_N - target_N

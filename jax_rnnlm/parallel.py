@@ -1,7 +1,7 @@
 """Data parallelism: the B streams of truncated BPTT split over devices and hosts.
 
-Both forms run the one step of ``train.scan_windows``; nothing of the model
-or the step is written twice.
+Both forms run the one pure step of ``step.train_windows``; nothing of the
+model or the step is written twice.
 
 * ``sharded_train_windows``: ``jax.jit`` with ``NamedSharding`` on a 1-D mesh
   whose axis is named "batch". The streams [B, L] and the carry [B, H] are
@@ -21,13 +21,14 @@ Several hosts: every process calls ``initialize_distributed`` first, then
 builds the same mesh over the devices of all processes; ``process_streams``
 materialises on each process only the rows its own devices hold.
 """
+import functools
 import os
 
 import jax
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
-from jax_rnnlm import data, train
+from jax_rnnlm import data, model, step
 
 BATCH = "batch"  # the one mesh axis: the B streams of truncated BPTT
 
@@ -104,8 +105,8 @@ def replicated(mesh):
 def state_sharding(mesh):
     """A TrainState of shardings: carry split on B, everything else replicated."""
     rep = replicated(mesh)
-    return train.TrainState(params=rep, opt_state=rep, carry=batch_sharding(mesh), key=rep,
-                            step=rep)
+    return step.TrainState(params=rep, opt_state=rep, carry=batch_sharding(mesh), key=rep,
+                           step=rep)
 
 
 def place(x, sharding):
@@ -142,26 +143,26 @@ def shard_streams(streams_BL, mesh):
     return place(streams_BL, batch_sharding(mesh))
 
 
-def process_streams(ids_N, batch_size, bptt, mesh, *, source="train split"):
+def process_streams(ids_M, batch_size, bptt, mesh, *, source="train split"):
     """Train streams [B, L] of the global batch, as one array over all processes.
 
     Rows are cut exactly as on one device (``data.train_streams``: row i starts
     at token i·L); a process copies to its devices only the rows they hold.
     """
-    return shard_streams(data.train_streams(ids_N, batch_size, bptt, source=source), mesh)
+    return shard_streams(data.train_streams(ids_M, batch_size, bptt, source=source), mesh)
 
 
-def sharded_train_windows(tx, dropout, bptt, mesh, dtype="float32"):
-    """jit of ``train.scan_windows`` over the mesh: (state, streams [B, L], starts [K]) ->
-    (state, metrics of [K]). State as ``shard_state`` places it; it is donated."""
+def sharded_train_windows(cfg, tx, bptt, mesh):
+    """jit of ``step.train_windows`` over the mesh: (state, streams [B, L], starts [W]) ->
+    (state, metrics of [W]). State as ``shard_state`` places it; it is donated."""
     st, rep = state_sharding(mesh), replicated(mesh)
-    return jax.jit(train.scan_windows(tx, dropout, bptt, dtype=dtype),
+    return jax.jit(functools.partial(step.train_windows, cfg=cfg, tx=tx, bptt=bptt),
                    in_shardings=(st, batch_sharding(mesh), rep),
                    out_shardings=(st, rep), donate_argnums=0)
 
 
 # The pmap form: per-device leading axis n on the carry and streams, the rest broadcast.
-_PMAP_AXES = train.TrainState(params=None, opt_state=None, carry=0, key=None, step=None)
+_PMAP_AXES = step.TrainState(params=None, opt_state=None, carry=0, key=None, step=None)
 
 
 def split_devices(tree, num_devices):
@@ -187,15 +188,15 @@ def unpmap_state(state):
     return state.replace(carry=merge_devices(state.carry))
 
 
-def pmap_train_windows(tx, dropout, bptt, devices=None, dtype="float32"):
-    """pmap of ``train.scan_windows``: (state, streams [n, B/n, L], starts [K]) ->
-    (state, metrics of [K]). Carry [n, B/n, H] per device, the rest replicated.
+def pmap_train_windows(cfg, tx, bptt, devices=None):
+    """pmap of ``step.train_windows``: (state, streams [n, B/n, L], starts [W]) ->
+    (state, metrics of [W]). Carry [n, B/n, H] per device, the rest replicated.
 
     The second call compiles once more: its state arrives placed on the devices
     (pmap's own outputs), where the first came from ``pmap_state`` on the host.
     """
-    return jax.pmap(train.scan_windows(tx, dropout, bptt, axis_name=BATCH, dtype=dtype),
-                    axis_name=BATCH, in_axes=(_PMAP_AXES, 0, None),
+    run = functools.partial(step.train_windows, cfg=cfg, tx=tx, bptt=bptt, axis_name=BATCH)
+    return jax.pmap(run, axis_name=BATCH, in_axes=(_PMAP_AXES, 0, None),
                     out_axes=(_PMAP_AXES, None), devices=devices, donate_argnums=0)
 
 
@@ -205,9 +206,9 @@ def mesh_of(tree):
     return sharding.mesh if isinstance(sharding, NamedSharding) else None
 
 
-def sharded_evaluate(params, model_cfg, ids_N, *, mesh=None, batch_size=10, bptt=35,
+def sharded_evaluate(params, cfg, ids_M, *, mesh=None, batch_size=10, bptt=35,
                      source="split"):
-    """``train.evaluate`` with the eval streams and carry split over the mesh.
+    """``step.evaluate`` with the eval streams and carry split over the mesh.
 
     ``mesh`` defaults to the one ``params`` live on. A batch that does not
     divide by the devices is evaluated replicated (same result, no speed-up),
@@ -215,18 +216,19 @@ def sharded_evaluate(params, model_cfg, ids_N, *, mesh=None, batch_size=10, bptt
     """
     mesh = mesh or mesh_of(params) or make_mesh(1)
     sharding = batch_sharding(mesh) if batch_size % mesh.size == 0 else replicated(mesh)
-    return train.evaluate(place_tree(params, replicated(mesh)), model_cfg, ids_N,
-                          batch_size=batch_size, bptt=bptt, source=source,
-                          place=lambda tree: place_tree(tree, sharding))
+    streams = data.batchify(ids_M, batch_size, source=source)
+    return step.stream_perplexity(place_tree(params, replicated(mesh)), cfg,
+                                  place(streams, sharding),
+                                  place_tree(model.init_carry(cfg, batch_size), sharding), bptt)
 
 
-def prepare(state, streams_BL, tx, dropout, bptt, num_devices=None, dtype="float32"):
+def prepare(state, streams_BL, cfg, tx, bptt, num_devices=None):
     """What ``train.fit`` needs to train on ``num_devices`` (default: every device of every
-    process): (placed state, placed streams [B, L], jitted run_windows). ``run_windows``
-    is ``train.make_train_windows``'s (state, streams [B, L], starts [K]) -> (state,
-    metrics of [K]) with the batch split over the mesh."""
+    process): (placed state, placed streams [B, L], jitted run_windows), where
+    ``run_windows`` is ``step.jit_train_windows``'s (state, streams [B, L], starts [W]) ->
+    (state, metrics of [W]) with the batch split over the mesh."""
     n = jax.device_count() if num_devices is None else num_devices
     check_batch(np.shape(streams_BL)[0], n)
     mesh = make_mesh(n)
     return (shard_state(state, mesh), shard_streams(streams_BL, mesh),
-            sharded_train_windows(tx, dropout, bptt, mesh, dtype))
+            sharded_train_windows(cfg, tx, bptt, mesh))

@@ -1,13 +1,7 @@
 """Learning curves from metrics.jsonl: perplexity against steps and wall time, and lr."""
-import json
 from pathlib import Path
 
-
-def read_metrics(workdir):
-    path = Path(workdir) / "metrics.jsonl"
-    if not path.is_file():
-        raise ValueError(f"{workdir}: no metrics.jsonl; is this a jax-rnnlm workdir?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from jax_rnnlm.workdir import read_metrics
 
 
 def learning_curves(workdirs, out):
@@ -16,7 +10,7 @@ def learning_curves(workdirs, out):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
+    except ImportError:  # an optional dependency: only this command needs it
         raise ValueError("plotting needs matplotlib: pip install 'jax_rnnlm[plot]'") from None
     fig, (by_step, by_time, lr) = plt.subplots(1, 3, figsize=(15, 4.2))
     for i, workdir in enumerate(workdirs):

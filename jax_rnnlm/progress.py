@@ -6,7 +6,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.progress import TimeElapsedColumn, TimeRemainingColumn
 
 
-class TrainProgress:
+def format_value(value):
+    """A figure for a progress line: 11,450 (not 1.145e+04), 4.603, 0.001, or '-'."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
+
+
+class ProgressBar:
     """Shows step / total, epoch, loss, ppl, lr, tokens/s and the time left."""
 
     def __init__(self, total_steps, first_step=0, *, echo=print, live=None):
@@ -22,8 +31,7 @@ class TrainProgress:
             self.bar.start()
 
     def update(self, step, *, log_point, **fields):
-        info = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                         for k, v in fields.items())
+        info = "  ".join(f"{k} {format_value(v)}" for k, v in fields.items())
         if self.live:
             self.bar.update(self.task, completed=step, info=info)
         elif log_point:

@@ -3,10 +3,21 @@ from pathlib import Path
 
 import jax
 import pytest
+from hypothesis import Phase, settings
 
 # Strict promotion: an accidental broadcast or dtype upcast in the library is a test failure.
+# The environment variables carry the same settings into the CLI and worker subprocesses.
+os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
+os.environ["JAX_NUMPY_DTYPE_PROMOTION"] = "strict"
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# Hypothesis: by default no shrink phase (a failure is reported at once, with the seed
+# to rerun it: --hypothesis-seed=N); HYPOTHESIS_PROFILE=dev shrinks to a minimal example.
+settings.register_profile("ci", phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                          print_blob=True, deadline=None)
+settings.register_profile("dev", print_blob=True, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # The shared data sets (PTB for the recorded toy) live beside the checkout unless CI says otherwise.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

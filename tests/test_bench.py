@@ -5,6 +5,7 @@ Speed itself is never asserted here: timings on a shared machine are not a test.
 import json
 
 from jax_rnnlm import bench
+from jax_rnnlm.bench import harness, profile
 
 
 def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
@@ -26,7 +27,7 @@ def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
     assert report["roofline_gflops"]["float32"] > 0
     assert report["meta"]["threads"] >= 1 and report["meta"]["versions"]["jax"]
     parts = result["profile"]["parts_s"]  # from an XLA trace, by named scope
-    assert set(parts) == set(bench.PARTS) | {"other"}
+    assert set(parts) == set(profile.PARTS) | {"other"}
     assert all(parts[p] > 0 for p in ("embedding", "recurrence", "output_matmul", "softmax_ce"))
     conv = report["convergence"]
     for run in ("float32", "bfloat16", "float32_seed1"):
@@ -36,5 +37,5 @@ def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
 
 
 def test_flops_per_token_counts_the_matmuls():
-    spec = bench.Spec("x", "lstm", 2, 650)
+    spec = harness.Spec("x", "lstm", 2, 650)
     assert spec.flops_per_token(10_000) == 2 * 2 * (650 * 2600 * 2) + 2 * 650 * 10_000

@@ -1,15 +1,16 @@
 """The command line end to end: train -> eval on a tiny corpus, and clear errors."""
 import json
 import math
+import re
 import subprocess
 import sys
 
 import pytest
 
-from jax_rnnlm import presets
+from jax_rnnlm import config
 from jax_rnnlm.cli import _config, build_parser, main, resolve_train_args
-from jax_rnnlm.model import ModelConfig
-from jax_rnnlm.train import TrainConfig
+from jax_rnnlm.config import ModelConfig, TrainConfig
+from jax_rnnlm.progress import format_value
 
 
 def jax_rnnlm(*args):
@@ -129,11 +130,35 @@ def test_score_per_line_gives_consistent_log_probs(trained, capsys, tmp_path):
     assert rows[2]["log_prob"] == pytest.approx(rows[0]["log_prob"] + rows[1]["log_prob"])
 
 
-def test_plot_writes_a_png(trained, capsys, tmp_path):
+@pytest.mark.parametrize("how", ["--workdir", "positional"])
+def test_plot_writes_a_png(trained, capsys, tmp_path, how):
     out = tmp_path / "curves.png"
-    code, _, err = run_main(capsys, "plot", trained / "run", "--out", out)
+    runs = ["--workdir", trained / "run"] if how == "--workdir" else [trained / "run"]
+    code, _, err = run_main(capsys, "plot", *runs, "--out", out)
     assert code == 0, err
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_scoring_empty_stdin_is_a_one_line_error(trained):
+    done = subprocess.run([sys.executable, "-m", "jax_rnnlm", "score", "--workdir",
+                           str(trained / "run"), "--text", "-"], input="", capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("jax-rnnlm score: error: stdin: nothing to score (it needs "
+                                   "at least one line with a token, or two tokens with "
+                                   "--per text)")
+
+
+def test_progress_lines_print_tokens_per_second_as_plain_numbers(tiny_corpus_dir):
+    done = jax_rnnlm("train", "--data", tiny_corpus_dir, "--workdir", tiny_corpus_dir / "r",
+                     "--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "2", "--bptt",
+                     "5", "--log-every", "5", "--windows-per-call", "5", "--max-steps", "15")
+    assert done.returncode == 0, done.stderr
+    lines = [l for l in done.stderr.splitlines() if l.startswith("step ")]
+    assert "tok_s -" in lines[0]  # no rate before a second (not compiling) call
+    assert re.search(r"tok_s [\d,.]+  ", lines[-1]), lines[-1]
+    assert [format_value(v) for v in (11450.3, 4.6031, 0.001, 7, None)] == [
+        "11,450", "4.603", "0.001", "7", "-"]
 
 
 def test_config_file_then_flags_override(tmp_path):
@@ -155,7 +180,7 @@ def test_unknown_config_keys_are_rejected(tmp_path, capsys):
 
 
 def test_presets_are_valid_configs():
-    for name in presets.PRESETS:
+    for name in config.PRESETS:
         args = resolve_train_args(["train", "--workdir", "w", "--preset", name])
         _config(ModelConfig, args, vocab_size=100)
         _config(TrainConfig, args)

@@ -1,8 +1,8 @@
 """Data parallelism: sharded jit and pmap on 4 simulated CPU devices, and two real processes.
 
 This pytest process has JAX started with one CPU device, so the multi-device runs
-happen in subprocesses (tests/parallel_worker.py, started once per module); the
-one-device references and the restore under one device run here.
+happen in subprocesses (tests/support/parallel_worker.py, started once per module);
+the one-device references and the restore under one device run here.
 """
 import functools
 import json
@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import parallel_worker as w
-from jax_rnnlm import data, parallel, train
+from jax_rnnlm import data, parallel, step
+from support import parallel_worker as w
+from support.trees import assert_leaf_lists_close
 
 WORKER = Path(w.__file__)
 DEVICES = 4
@@ -28,7 +29,7 @@ TIMEOUT_S = 300  # only against a hang (e.g. a lost peer): a loaded 2-core box n
 def worker_env(devices):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                JAX_PLATFORMS="cpu")
-    env["PYTHONPATH"] = os.pathsep.join([str(WORKER.parents[1]), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(WORKER.parents[2]), env.get("PYTHONPATH", "")])
     return env
 
 
@@ -87,18 +88,15 @@ def two_processes(workers, reference):
 
 @functools.cache
 def one_device_step(dropout):
-    """(tx, jitted K windows) of the worker's config, compiled once per dropout rate."""
-    tx = train.make_optimizer(w.configs()[1])
-    return tx, train.make_train_windows(tx, dropout, w.T)
+    """Jitted W windows of the worker's config, compiled once per dropout rate."""
+    return step.jit_train_windows(w.model_config(dropout), w.optimizer(), w.T)
 
 
 def one_device_run(dropout, state=None, first_window=0):
-    """(state, losses [K]) of K windows with ``train.make_train_windows`` on this process."""
-    mcfg, cfg = w.configs()
-    tx, run = one_device_step(dropout)
-    state = train.init_state(mcfg, cfg, tx) if state is None else state
+    """(state, losses [W]) of W windows with ``step.jit_train_windows`` on this process."""
+    state = w.fresh_state(dropout) if state is None else state
     streams = jnp.asarray(data.train_streams(w.corpus_ids(), w.B, w.T))
-    state, metrics = run(state, streams, jnp.asarray(w.starts(first_window)))
+    state, metrics = one_device_step(dropout)(state, streams, jnp.asarray(w.starts(first_window)))
     return state, np.asarray(metrics["loss"])
 
 
@@ -112,9 +110,7 @@ def reference():
 
 def assert_same_numbers(actual, expected):
     """Equal up to float32 summation order: 1e-6 relative (1e-7 absolute near zero)."""
-    assert len(actual) == len(expected)
-    for a, b in zip(actual, expected):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert_leaf_lists_close(actual, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_sharded_step_on_four_devices_equals_one_device(four_devices, reference):
@@ -141,25 +137,23 @@ def test_pmap_step_on_four_devices_equals_one_device(four_devices, reference):
 @pytest.mark.parametrize("batch_size", [DEVICES, 1])
 def test_sharded_evaluate_gives_the_one_device_perplexity(four_devices, reference, batch_size):
     _, r = four_devices
-    mcfg, _ = w.configs()
-    ppl, _ = train.evaluate(reference["state"].params, mcfg, w.corpus_ids(),
-                            batch_size=batch_size, bptt=w.T)
+    ppl, _ = step.evaluate(reference["state"].params, w.model_config(), w.corpus_ids(),
+                           batch_size=batch_size, bptt=w.T)
     np.testing.assert_allclose(r[f"ppl_b{batch_size}"], ppl, rtol=1e-6)
 
 
 def restore_on_one_device(workdir):
-    mcfg, cfg = w.configs()
-    return w.restore(workdir, train.init_state(mcfg, cfg, train.make_optimizer(cfg)))
+    return w.restore(workdir, w.fresh_state())
 
 
 def test_checkpoint_saved_on_four_devices_continues_identically_on_one(four_devices,
                                                                        reference):
     out, _ = four_devices
     state = restore_on_one_device(out / "run")
-    assert int(state.step) == w.K and len(jax.tree.leaves(state.carry)[0].devices()) == 1
-    resumed, losses = one_device_run(w.DROPOUT, state, first_window=w.K)
+    assert int(state.step) == w.W and len(jax.tree.leaves(state.carry)[0].devices()) == 1
+    resumed, losses = one_device_run(w.DROPOUT, state, first_window=w.W)
     expected = jax.tree.map(lambda x: x.copy(), reference["state"])  # the call donates it
-    straight, straight_losses = one_device_run(w.DROPOUT, expected, first_window=w.K)
+    straight, straight_losses = one_device_run(w.DROPOUT, expected, first_window=w.W)
     assert_same_numbers([losses], [straight_losses])
     assert_same_numbers(w.leaves(resumed.params), w.leaves(straight.params))
 
@@ -171,9 +165,8 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(two_pro
     assert_same_numbers([r["loss"]], [reference["loss"]])
     assert_same_numbers(w.unpacked(r, "params"), w.leaves(reference["state"].params))
     assert_same_numbers(w.unpacked(r, "carry"), w.leaves(reference["state"].carry))
-    mcfg, _ = w.configs()
-    ppl, _ = train.evaluate(reference["state"].params, mcfg, w.corpus_ids(), batch_size=w.B,
-                            bptt=w.T)
+    ppl, _ = step.evaluate(reference["state"].params, w.model_config(), w.corpus_ids(),
+                           batch_size=w.B, bptt=w.T)
     np.testing.assert_allclose(r["ppl"], ppl, rtol=1e-6)
 
 
@@ -197,11 +190,9 @@ def test_two_process_checkpoint_resumes_onto_the_mesh(two_processes):
 
 
 def test_batch_that_does_not_divide_by_the_devices_is_a_clear_error():
-    mcfg, cfg = w.configs()
-    tx = train.make_optimizer(cfg)
     streams = np.zeros((3, 20), np.int32)
     with pytest.raises(ValueError, match="global batch B=3 does not divide by 2 devices"):
-        parallel.prepare(train.init_state(mcfg, cfg, tx), streams, tx, 0.0, w.T, 2)
+        parallel.prepare(w.fresh_state(), streams, w.model_config(), w.optimizer(), w.T, 2)
 
 
 def test_more_devices_than_exist_is_a_clear_error():

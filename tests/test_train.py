@@ -1,82 +1,11 @@
-"""Training: the step, windows per call, schedules, evaluation convention, determinism."""
+"""The training loop: schedules, learning, determinism, max steps, the summary, settings."""
 import json
 import math
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 import pytest
 
-from jax_rnnlm import data, model, train
-from jax_rnnlm.model import ModelConfig
-from jax_rnnlm.train import TrainConfig
-
-
-def tiny(cell="lstm", V=12, **kw):
-    return ModelConfig(vocab_size=V, embed_dim=8, hidden_dim=8, num_layers=2, cell=cell,
-                       init_scale=0.3, **kw)
-
-
-def test_k_windows_per_call_equal_k_single_steps():
-    mcfg = tiny(dropout=0.2)
-    cfg = TrainConfig(batch_size=3, bptt=4, lr=0.5, clip=1.0)
-    tx = train.make_optimizer(cfg)
-    streams = jnp.asarray(data.batchify(np.arange(60) % 12, 3))
-    starts = jnp.arange(4) * 4
-    many, metrics = train.make_train_windows(tx, 0.2, 4)(
-        train.init_state(mcfg, cfg, tx), streams, starts)
-    one_at_a_time = train.make_train_windows(tx, 0.2, 4)
-    state = train.init_state(mcfg, cfg, tx)
-    single = []
-    for s in starts:
-        state, out = one_at_a_time(state, streams, s[None])
-        single.append(out["loss"][0])
-    np.testing.assert_allclose(metrics["loss"], single, rtol=1e-6)
-    for a, b in zip(plain_leaves(many), plain_leaves(state)):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-
-
-def plain_leaves(state):
-    """Every array of a TrainState, the PRNG key as its raw uint32 data."""
-    return jax.tree.leaves(state.replace(key=jax.random.key_data(state.key)))
-
-
-def test_train_step_is_clipped_sgd_and_carries_the_state_on():
-    mcfg = tiny("rnn")
-    cfg = TrainConfig(batch_size=2, bptt=5, lr=0.3, clip=0.01)
-    tx = train.make_optimizer(cfg)
-    state = train.init_state(mcfg, cfg, tx)
-    x = jnp.array([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])
-    y = (x + 1) % 12
-    new, metrics = train.train_step(state, x, y, tx=tx, dropout=0.0)
-    loss = metrics["loss"]
-    (ref_loss, ref_carry), grads = jax.value_and_grad(model.loss, has_aux=True)(
-        state.params, state.carry, x, y)
-    scale = min(1.0, 0.01 / float(optax.tree.norm(grads)))
-    expected = jax.tree.map(lambda p, g: p - 0.3 * scale * g, state.params, grads)
-    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(expected)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    for a, b in zip(jax.tree.leaves(new.carry), jax.tree.leaves(ref_carry)):
-        np.testing.assert_allclose(a, b, rtol=1e-6)
-    assert int(new.step) == 1
-
-
-def test_gradient_stops_at_the_window_boundary():
-    mcfg = tiny("gru")
-    cfg = TrainConfig(batch_size=2, bptt=3)
-    tx = train.make_optimizer(cfg)
-    state = train.init_state(mcfg, cfg, tx)
-    x = jnp.array([[1, 2, 3], [4, 5, 6]])
-    state, _ = train.train_step(state, x, x, tx=tx, dropout=0.0)
-    # The carry entering the next window is a constant: the loss has no gradient w.r.t. it.
-    g = jax.grad(lambda c: train.train_step(state.replace(carry=c), x, x, tx=tx,
-                                            dropout=0.0)[1]["loss"])(state.carry)
-    assert all(float(jnp.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(g))
-    stopped = jax.grad(lambda c: model.loss(state.params, jax.lax.stop_gradient(c), x, x)[0])(
-        state.carry)
-    assert all(float(jnp.abs(leaf).max()) == 0 for leaf in jax.tree.leaves(stopped))
+from jax_rnnlm import data, train, workdir
+from jax_rnnlm.config import ModelConfig, TrainConfig
 
 
 def test_zaremba_schedule_halves_after_epoch_four():
@@ -90,27 +19,6 @@ def test_plateau_rule_divides_by_four_when_val_does_not_improve():
     best, scale = train.plateau_update(best, 151.0, scale, 0.25)
     assert (best, scale) == (150.0, 0.25)
     assert train.plateau_update(best, 120.0, scale, 0.25) == (120.0, 0.25)
-
-
-def test_lr_lives_in_the_optimizer_state():
-    cfg = TrainConfig(lr=2.0)
-    state = train.make_optimizer(cfg).init({"w": jnp.zeros(3)})
-    assert train.current_lr(train.with_lr(state, 0.5)) == 0.5
-
-
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_evaluate_scores_every_target_with_the_carry_flowing(batch_size):
-    mcfg = tiny()
-    params = model.init_params(jax.random.key(0), mcfg)
-    ids = np.arange(47) * 5 % 12
-    ppl, count = train.evaluate(params, mcfg, ids, batch_size=batch_size, bptt=6)
-    streams = data.batchify(ids, batch_size)
-    ce, _ = model.token_losses(params, model.init_carry(mcfg, batch_size),
-                               jnp.asarray(streams[:, :-1]), jnp.asarray(streams[:, 1:]))
-    assert count == ce.size == batch_size * (47 // batch_size - 1)
-    np.testing.assert_allclose(ppl, math.exp(float(ce.mean())), rtol=1e-5)
-    other_bptt, _ = train.evaluate(params, mcfg, ids, batch_size=batch_size, bptt=35)
-    np.testing.assert_allclose(ppl, other_bptt, rtol=1e-5)
 
 
 def test_tiny_model_learns_a_repetitive_corpus(tmp_path):
@@ -132,7 +40,7 @@ def test_same_seed_gives_the_same_run(tiny_corpus_dir):
 
     def run(name):
         summary = train.fit(mcfg, cfg, corpus, tiny_corpus_dir / name, echo=lambda s: None)
-        lines = [json.loads(l) for l in (tiny_corpus_dir / name / "metrics.jsonl").open()]
+        lines = workdir.read_metrics(tiny_corpus_dir / name)
         return summary["val_ppl"], [l["train_loss"] for l in lines if "train_loss" in l]
 
     first, second = run("a"), run("b")
@@ -145,6 +53,20 @@ def test_max_steps_stops_training(tiny_corpus_dir):
     cfg = TrainConfig(batch_size=2, bptt=5, epochs=5, max_steps=7, windows_per_call=3)
     assert train.fit(mcfg, cfg, corpus, tiny_corpus_dir / "run", echo=lambda s: None)[
         "steps"] == 7
+
+
+def test_a_resumed_run_with_nothing_left_to_train_reports_valid_json(tiny_corpus_dir):
+    corpus = data.load_corpus(tiny_corpus_dir)
+    mcfg = ModelConfig(vocab_size=len(corpus.vocab), embed_dim=8, hidden_dim=8, cell="rnn")
+    cfg = TrainConfig(batch_size=2, bptt=5, epochs=1)
+    run = tiny_corpus_dir / "run"
+    first = train.fit(mcfg, cfg, corpus, run, echo=lambda s: None)
+    again = train.fit(mcfg, cfg, corpus, run, echo=lambda s: None)
+    assert again["steps"] == first["steps"] and again["tokens_per_s"] is None
+    assert again["test_ppl"] == first["test_ppl"]
+    json.dumps(again, allow_nan=False)  # strict JSON: null, never NaN
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in metrics.jsonl"))
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -1,10 +1,11 @@
 """A small training loop for the sequence tasks (classifier, tagger, seq2seq).
 
-Examples differ in length, so batches are drawn from length-sorted pools
-(less padding, fewer distinct shapes to compile) and padded to a multiple of
-``FitConfig.pad_multiple``. The step is one jitted pure function
-``(params, opt_state, batch, key) -> (params, opt_state, loss)`` with Adam and
-global-norm clipping from optax; losses reach the host once per epoch.
+Examples differ in length, so batches are drawn from length-sorted pools (less
+padding, fewer distinct shapes to compile) and padded by ``pad_batch``, which
+also rejects empty sequences: under jit the models cannot check their lengths.
+The step is one jitted pure function ``(params, opt_state, batch, key) ->
+(params, opt_state, loss)`` with the project's optimizer (``step.make_optimizer``:
+global-norm clipping, then Adam); losses reach the host once per epoch.
 """
 import dataclasses
 import functools
@@ -16,6 +17,9 @@ import numpy as np
 import optax
 
 from jax_rnnlm.config import field
+from jax_rnnlm.data import PAD_ID
+from jax_rnnlm.seqtasks.encoder import check_nonempty
+from jax_rnnlm.step import make_optimizer, with_learning_rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +37,24 @@ class FitConfig:
             raise ValueError("epochs, batch_size and pool must be >= 1")
         if not (self.lr > 0.0 and self.clip > 0.0 and 0.0 < self.lr_decay <= 1.0):
             raise ValueError("need lr > 0, clip > 0 and lr_decay in (0, 1]")
+
+
+def pad_batch(seqs, *, pad_id=PAD_ID, multiple=1, width=None):
+    """Int sequences -> (ids_BT int32, lengths_B int32), numpy, padded with ``pad_id``.
+
+    T is the longest length (or ``width``), rounded up to ``multiple`` so that a
+    jitted function sees few distinct shapes. Sequences of [T_b, F] arrays give
+    ids [B, T, F]. An empty sequence is a ValueError naming its index.
+    """
+    if not len(seqs):
+        raise ValueError("pad_batch needs at least one sequence")
+    lengths = np.array([len(s) for s in seqs], np.int32)
+    check_nonempty(lengths)
+    t = -(-int(lengths.max() if width is None else width) // multiple) * multiple
+    ids = np.full((len(seqs), t) + np.shape(seqs[0])[1:], pad_id, np.int32)
+    for row, s in zip(ids, seqs):
+        row[:len(s)] = s
+    return ids, lengths
 
 
 def batch_order(lengths, batch_size, rng, pool=50):
@@ -54,45 +76,35 @@ def eval_order(lengths, batch_size):
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def make_optimizer(cfg: FitConfig):
-    opt = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.lr)
-    return optax.chain(optax.clip_by_global_norm(cfg.clip), opt)
-
-
 def make_step(loss_fn, tx):
     """Jitted train step for ``loss_fn(params, batch, key) -> scalar``; donates params, state."""
     @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def step(params, opt_state, batch, key):
+    def train_step(params, opt_state, batch, key):
         loss, grads = jax.value_and_grad(loss_fn)(params, batch, key)
         with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes an int count into floats
             updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
-    return step
-
-
-def _set_lr(opt_state, lr):
-    clip_state, inner = opt_state
-    return (clip_state, inner._replace(hyperparams=dict(
-        inner.hyperparams, learning_rate=jnp.asarray(lr, jnp.float32))))
+    return train_step
 
 
 def fit(loss_fn, params, collate, lengths, cfg: FitConfig, *, evaluate=None, echo=print):
     """Train ``params``; returns (params, history: one dict per epoch).
 
+    loss_fn(params, batch, key) -> scalar, with dropout drawn from ``key``;
     collate(idx) -> batch (a pytree of numpy arrays) for example indices;
     lengths[i] sorts example i into a pool; evaluate(params) -> dict of
     metrics, run after each epoch.
     """
-    tx = make_optimizer(cfg)
-    opt_state, step = tx.init(params), make_step(loss_fn, tx)
+    tx = make_optimizer("adam", cfg.lr, cfg.clip)
+    opt_state, train_step = tx.init(params), make_step(loss_fn, tx)
     rng, key = np.random.RandomState(cfg.seed), jax.random.key(cfg.seed)
     history, t0, n_steps = [], time.perf_counter(), 0
     for epoch in range(cfg.epochs):
-        opt_state = _set_lr(opt_state, cfg.lr * cfg.lr_decay ** epoch)
+        opt_state = with_learning_rate(opt_state, cfg.lr * cfg.lr_decay ** epoch)
         losses = []
         for idx in batch_order(lengths, cfg.batch_size, rng, cfg.pool):
-            params, opt_state, loss = step(params, opt_state, collate(idx),
-                                           jax.random.fold_in(key, n_steps))
+            params, opt_state, loss = train_step(params, opt_state, collate(idx),
+                                                 jax.random.fold_in(key, n_steps))
             losses.append(loss)
             n_steps += 1
         record = {"epoch": epoch + 1, "train_loss": float(jnp.mean(jnp.stack(losses))),

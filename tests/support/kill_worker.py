@@ -1,8 +1,8 @@
 """Runs `jax-rnnlm train ARGS` and SIGKILLs itself at a chosen point (for resume tests).
 
-    python tests/kill_worker.py call:N      ARGS...   # right after the N-th compiled call
-    python tests/kill_worker.py mid-save:S  ARGS...   # while the checkpoint of step S is written
-    python tests/kill_worker.py never       ARGS...
+    python tests/support/kill_worker.py call:N      ARGS...   # right after the N-th compiled call
+    python tests/support/kill_worker.py mid-save:S  ARGS...   # while step S is being saved
+    python tests/support/kill_worker.py never       ARGS...
 """
 import os
 import signal

@@ -1,21 +1,17 @@
-"""Data and metrics for the non-LM tasks: SMS spam, CoNLL-2003, the textbook's seq2seq toys.
+"""Data sets of the sequence tasks: SMS spam, CoNLL-2003, the textbook's seq2seq toys,
+and their train/test splits.
 
 Loaders take a path and return plain Python records; a malformed line is a
 ``DataError`` naming the file and line. ``data_path("sms_spam/SMSSpamCollection")``
 resolves a file under $JAX_RNNLM_DATA (default ~/.cache/jax_rnnlm). Nothing is
-copied: the data stays where it is.
+copied: the data stays where it is. Token ids come from ``data.Vocab``.
 """
 import re
-from collections import Counter
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from jax_rnnlm.data import DataError, data_home
-
-PAD, UNK = "<pad>", "<unk>"
-BOS, EOS = "<bos>", "<eos>"
+from jax_rnnlm.data import DataError, data_home, read_text
 
 
 def data_path(relative):
@@ -28,45 +24,14 @@ def data_path(relative):
 
 
 def _lines(path):
-    """(line number, text without newline) of a UTF-8 file; DataError if missing or empty."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise DataError(f"{path}: file is empty")
-    return enumerate(text.split("\n"), 1)
+    """(line number, text without newline) of a UTF-8 file; DataError if missing, empty
+    or not UTF-8 (``data.read_text``). Windows line ends count as newlines."""
+    return enumerate(read_text(path).replace("\r\n", "\n").split("\n"), 1)
 
 
-# ---------------------------------------------------------------- vocabularies
-
-class Vocab(NamedTuple):
-    """Token <-> id; reserved tokens first (PAD is always 0)."""
-    itos: tuple
-
-    @classmethod
-    def build(cls, tokens, reserved=(PAD, UNK), min_count=1):
-        """Reserved tokens, then tokens seen >= min_count times, most frequent first."""
-        counts = Counter(tokens)
-        kept = sorted((t for t, n in counts.items() if n >= min_count and t not in reserved),
-                      key=lambda t: (-counts[t], t))
-        return cls(tuple(reserved) + tuple(kept))
-
-    @property
-    def stoi(self):
-        return {t: i for i, t in enumerate(self.itos)}
-
-    def __len__(self):
-        return len(self.itos)
-
-    def encode(self, tokens, stoi=None):
-        """Ids of tokens; unknown ones map to UNK (KeyError if this vocab has none)."""
-        stoi = stoi or self.stoi
-        unk = stoi.get(UNK)
-        return [stoi.get(t, unk) if unk is not None else stoi[t] for t in tokens]
-
-    def decode(self, ids):
-        return [self.itos[i] for i in ids]
+def _filled_lines(path):
+    """``_lines`` without the blank ones (one record a line)."""
+    return ((n, line) for n, line in _lines(path) if line.strip())
 
 
 # ---------------------------------------------------------------- SMS spam (many-to-one)
@@ -74,9 +39,7 @@ class Vocab(NamedTuple):
 def load_sms(path):
     """[(label, message)] from 'label<TAB>message' lines, label in {ham, spam}."""
     records = []
-    for n, line in _lines(path):
-        if not line.strip():
-            continue
+    for n, line in _filled_lines(path):
         label, tab, message = line.partition("\t")
         if not tab or label not in ("ham", "spam"):
             raise DataError(f"{path}, line {n}: expected 'ham<TAB>text' or 'spam<TAB>text', "
@@ -161,6 +124,7 @@ def casing(word):
 
 
 def suffix(word, n=3):
+    """The last n letters of ``word_key(word)``: a cheap stand-in for morphology."""
     return word_key(word)[-n:]
 
 
@@ -169,9 +133,7 @@ def suffix(word, n=3):
 def load_seq2seq(path):
     """[(question, answer)] from 'question_answer' lines; padding spaces are stripped."""
     pairs = []
-    for n, line in _lines(path):
-        if not line.strip():
-            continue
+    for n, line in _filled_lines(path):
         question, sep, answer = line.partition("_")
         if not sep or not question.strip() or not answer.strip():
             raise DataError(f"{path}, line {n}: expected 'question_answer' with a '_' "
@@ -187,50 +149,3 @@ def textbook_split(n, seed=1984):
     np.random.RandomState(seed).shuffle(idx)
     split_at = n - n // 10
     return idx[:split_at], idx[split_at:]
-
-
-# ---------------------------------------------------------------- metrics
-
-def accuracy(pred, gold):
-    pred, gold = np.asarray(pred), np.asarray(gold)
-    return float(np.mean(pred == gold)) if len(gold) else float("nan")
-
-
-def precision_recall_f1(pred, gold, positive):
-    """Precision, recall and F1 of the ``positive`` class (0.0 where undefined)."""
-    pred, gold = np.asarray(pred) == positive, np.asarray(gold) == positive
-    tp = int(np.sum(pred & gold))
-    p = tp / max(int(pred.sum()), 1)
-    r = tp / max(int(gold.sum()), 1)
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
-
-
-def iob1_spans(tags):
-    """Entity chunks {(start, end_exclusive, type)} of an IOB1 (or IOB2) tag sequence.
-
-    conlleval's rules: a chunk starts at B-X, or at I-X after O or after a tag of
-    another type; it ends before O, before any B-, or before a change of type.
-    """
-    spans, start, kind = set(), None, None
-    for i, tag in enumerate(list(tags) + ["O"]):
-        prefix, _, typ = tag.partition("-")
-        if prefix not in ("B", "I", "O") or (prefix != "O" and not typ):
-            raise ValueError(f"tag {tag!r} at position {i} is not O, B-TYPE or I-TYPE")
-        begins = prefix == "B" or (prefix == "I" and typ != kind)
-        if start is not None and (prefix == "O" or begins):
-            spans.add((start, i, kind))
-            start, kind = None, None
-        if begins:
-            start, kind = i, typ
-    return spans
-
-
-def conll_f1(gold_seqs, pred_seqs):
-    """Entity-level (precision, recall, F1) in percent: a hit is an exact span and type match."""
-    n_gold = n_pred = hits = 0
-    for gold, pred in zip(gold_seqs, pred_seqs):
-        g, p = iob1_spans(gold), iob1_spans(pred)
-        n_gold, n_pred, hits = n_gold + len(g), n_pred + len(p), hits + len(g & p)
-    prec = 100.0 * hits / max(n_pred, 1)
-    rec = 100.0 * hits / max(n_gold, 1)
-    return prec, rec, (2 * prec * rec / (prec + rec) if prec + rec else 0.0)

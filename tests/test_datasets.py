@@ -1,5 +1,5 @@
-"""Loaders on small slices of the shared data ($JAX_RNNLM_DATA), their errors, the splits
-and the metrics (accuracy, precision/recall/F1, CoNLL entity F1 for IOB1)."""
+"""Loaders on small slices of the shared data ($JAX_RNNLM_DATA), their errors, the splits,
+and the task vocabulary (``data.Vocab.by_frequency``)."""
 import itertools
 import os
 from pathlib import Path
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jax_rnnlm import tasks
+from jax_rnnlm import data
 from jax_rnnlm.data import DataError
+from jax_rnnlm.seqtasks import datasets
 
 DATA = Path(os.environ["JAX_RNNLM_DATA"])
 
@@ -24,7 +25,7 @@ def head(relative, n, tmp_path):
 
 
 def test_sms_loader_reads_labels_and_messages(tmp_path):
-    records = tasks.load_sms(head("sms_spam/SMSSpamCollection", 50, tmp_path))
+    records = datasets.load_sms(head("sms_spam/SMSSpamCollection", 50, tmp_path))
     assert len(records) == 50
     assert records[0] == ("ham", "Go until jurong point, crazy.. Available only in bugis n great "
                                  "world la e buffet... Cine there got amore wat...")
@@ -35,15 +36,15 @@ def test_sms_loader_names_file_and_line_of_a_bad_label(tmp_path):
     path = tmp_path / "sms.txt"
     path.write_text("ham\thello\nmaybe\tspam?\n")
     with pytest.raises(DataError, match=r"sms.txt, line 2: expected 'ham<TAB>text'"):
-        tasks.load_sms(path)
+        datasets.load_sms(path)
 
 
 def test_sms_tokens_fold_digits_and_keep_punctuation():
-    assert tasks.sms_tokens("Call 0800 NOW!") == ["call", "0000", "now", "!"]
+    assert datasets.sms_tokens("Call 0800 NOW!") == ["call", "0000", "now", "!"]
 
 
 def test_conll_loader_skips_docstart_and_splits_sentences(tmp_path):
-    sents = tasks.load_conll(head("conll2003/eng.testb", 40, tmp_path))
+    sents = datasets.load_conll(head("conll2003/eng.testb", 40, tmp_path))
     assert sents[0].words[:3] == ("SOCCER", "-", "JAPAN")
     assert sents[0].pos[:3] == ("NN", ":", "NNP")
     assert sents[0].ner[:3] == ("O", "O", "I-LOC")
@@ -55,13 +56,13 @@ def test_conll_loader_names_file_and_line_of_a_short_row(tmp_path):
     path = tmp_path / "eng.bad"
     path.write_text("EU NNP I-NP I-ORG\nrejects VBZ I-VP\n")
     with pytest.raises(DataError, match=r"eng.bad, line 2: expected 4 columns"):
-        tasks.load_conll(path)
+        datasets.load_conll(path)
 
 
 @pytest.mark.parametrize("name,first", [("addition.txt", ("16+75", "91")),
                                         ("date.txt", ("september 27, 1994", "1994-09-27"))])
 def test_seq2seq_loader_strips_the_fixed_width_padding(tmp_path, name, first):
-    pairs = tasks.load_seq2seq(head(f"seq2seq/{name}", 30, tmp_path))
+    pairs = datasets.load_seq2seq(head(f"seq2seq/{name}", 30, tmp_path))
     assert len(pairs) == 30 and pairs[0] == first
 
 
@@ -69,16 +70,16 @@ def test_seq2seq_loader_names_file_and_line_without_separator(tmp_path):
     path = tmp_path / "add.txt"
     path.write_text("1+1  _2  \n2+2   4  \n")
     with pytest.raises(DataError, match=r"add.txt, line 2: expected 'question_answer'"):
-        tasks.load_seq2seq(path)
+        datasets.load_seq2seq(path)
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no such file"):
-        tasks.load_sms(tmp_path / "nope")
+        datasets.load_sms(tmp_path / "nope")
 
 
 def test_textbook_split_is_45000_5000_and_matches_numpy_global_seed_shuffle():
-    train, test = tasks.textbook_split(50000)
+    train, test = datasets.textbook_split(50000)
     assert (len(train), len(test)) == (45000, 5000)
     saved = np.random.get_state()  # other tests must not see the global seed change
     try:
@@ -90,49 +91,21 @@ def test_textbook_split_is_45000_5000_and_matches_numpy_global_seed_shuffle():
     np.testing.assert_array_equal(np.concatenate([train, test]), idx)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20)
 @given(labels=st.lists(st.sampled_from([0, 1]), min_size=2, max_size=60), seed=st.integers(0, 9))
 def test_stratified_split_is_a_partition_keeping_each_class_fraction(labels, seed):
-    train, test = tasks.stratified_split(labels, 0.2, seed)
+    train, test = datasets.stratified_split(labels, 0.2, seed)
     assert sorted(np.concatenate([train, test]).tolist()) == list(range(len(labels)))
     labels = np.array(labels)
     for c in (0, 1):
         assert np.sum(labels[test] == c) == int(round(np.sum(labels == c) * 0.2))
 
 
-def test_vocab_puts_reserved_first_and_maps_unknown_to_unk():
-    v = tasks.Vocab.build(["b", "a", "b"])
-    assert v.itos == (tasks.PAD, tasks.UNK, "b", "a")
-    assert v.encode(["a", "zzz"]) == [3, 1]
-
-
-def test_precision_recall_f1_of_the_positive_class():
-    p, r, f1 = tasks.precision_recall_f1([1, 1, 0, 0, 1], [1, 0, 0, 1, 1], positive=1)
-    assert (p, r) == (2 / 3, 2 / 3) and f1 == pytest.approx(2 / 3)
-    assert tasks.accuracy([1, 1, 0, 0, 1], [1, 0, 0, 1, 1]) == 0.6
-
-
-@pytest.mark.parametrize("tags,spans", [
-    (["I-PER", "I-PER", "O"], {(0, 2, "PER")}),
-    (["I-PER", "B-PER"], {(0, 1, "PER"), (1, 2, "PER")}),          # B- splits two entities
-    (["I-PER", "I-LOC"], {(0, 1, "PER"), (1, 2, "LOC")}),          # a type change ends a chunk
-    (["O", "I-ORG", "I-ORG", "O", "I-MISC"], {(1, 3, "ORG"), (4, 5, "MISC")}),
-    (["B-LOC", "I-LOC"], {(0, 2, "LOC")}),                         # IOB2 reads the same
-])
-def test_iob1_spans_follow_conlleval(tags, spans):
-    assert tasks.iob1_spans(tags) == spans
-
-
-def test_conll_f1_counts_exact_span_and_type_matches_only():
-    gold = [["I-PER", "I-PER", "O", "I-LOC"], ["I-ORG"]]
-    pred = [["I-PER", "O", "O", "I-LOC"], ["I-MISC"]]   # one boundary error, one type error
-    p, r, f1 = tasks.conll_f1(gold, pred)
-    assert (p, r, f1) == pytest.approx((100 / 3, 100 / 3, 100 / 3))
-    assert tasks.conll_f1(gold, gold) == (100.0, 100.0, 100.0)
-
-
-@settings(max_examples=30, deadline=None)
-@given(st.lists(st.sampled_from(["O", "I-PER", "B-PER", "I-LOC"]), max_size=12))
-def test_every_non_o_token_lies_in_exactly_one_span(tags):
-    covered = sorted(i for s, e, _ in tasks.iob1_spans(tags) for i in range(s, e))
-    assert covered == [i for i, t in enumerate(tags) if t != "O"]
+def test_task_vocab_puts_reserved_first_and_maps_unknown_to_unk():
+    v = data.Vocab.by_frequency(["b", "a", "b"])
+    assert v.words == data.RESERVED + ("b", "a")
+    assert (data.PAD_ID, data.BOS_ID, data.EOS_ID, data.UNK_ID) == tuple(
+        v.index[t] for t in (data.PAD, data.BOS, data.EOS, data.UNK))
+    first = len(data.RESERVED)  # the first id of a word
+    assert v.ids(["a", "zzz"]) == [first + 1, v.unk_id] and v.unk_id == data.UNK_ID
+    assert v.tokens(v.ids(["b", "a"])) == ["b", "a"]

@@ -1,0 +1,167 @@
+"""What a bench run reports: ratios between peers, the targets, the tables and
+summary it prints, and a description of the machine it ran on."""
+import importlib.metadata
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+from jax_rnnlm.bench.harness import EVAL_BATCHES
+
+
+def add_ratios(result):
+    """Add each peer's throughput over torch's and flax's (``train_x_torch`` ...)."""
+    peers = result["peers"]
+    for name, rec in peers.items():
+        for ref in ("torch", "flax"):
+            if ref in peers and ref != name:
+                for key in ("train", "eval_b10", "eval_b1"):
+                    rec[f"{key}_x_{ref}"] = (rec[f"{key}_tokens_per_s"]
+                                             / peers[ref][f"{key}_tokens_per_s"])
+    return result
+
+
+def targets(results, conv):
+    """The issue's targets, each with its measured value and whether it is met.
+
+    Every goal is a lower bound; an upper bound ``x <= g`` is kept as ``-x >= -g``.
+    """
+    out = []
+
+    def add(what, value, goal):
+        if value is not None:
+            out.append({"target": what, "measured": value, "goal": goal,
+                        "met": value >= goal})
+
+    for r in results:
+        name, peers = r["config"]["name"], r["peers"]
+        j, bf = peers.get("jax_rnnlm"), peers.get("jax_rnnlm-bf16")
+        big = r["config"]["hidden"] >= 650
+        if j and "train_x_torch" in j:
+            add(f"{name}: fp32 train vs torch", j["train_x_torch"], 1.0 if big else 1.3)
+            for b in EVAL_BATCHES:
+                add(f"{name}: eval b{b} vs torch", j[f"eval_b{b}_x_torch"], 1.5)
+        if j and "train_x_flax" in j:
+            for key in ("train", "eval_b10", "eval_b1"):
+                add(f"{name}: {key} vs flax", j[f"{key}_x_flax"], 1.2)
+        if j and big:
+            add(f"{name}: fp32 MFU", j["mfu"], 0.70)
+        if bf and "train_x_torch" in bf:
+            add(f"{name}: bf16 train vs torch fp32", bf["train_x_torch"], 2.0)
+        for p in ("jax_rnnlm", "jax_rnnlm-bf16"):
+            if p in peers:
+                add(f"{name}: {p} compile s <= 10", -peers[p]["compile_s"], -10.0)
+    if conv:
+        add("bf16 val ppl within 1% of fp32 (|rel diff|)", -abs(conv["relative_difference"]),
+            -0.01)
+    return out
+
+
+def format_table(results):
+    """The markdown table of every peer of every config (BENCHMARKS.md's format)."""
+    head = ["config", "peer", "train tok/s", "x torch", "x flax", "eval b10", "x torch",
+            "eval b1", "x torch", "MFU", "compile s", "peak MB"]
+    rows = []
+    f = lambda v, fmt: "-" if v is None else format(v, fmt)
+    for r in results:
+        for peer, rec in r["peers"].items():
+            rows.append([r["config"]["name"], peer, f(rec["train_tokens_per_s"], ",.0f"),
+                         f(rec.get("train_x_torch"), ".2f"), f(rec.get("train_x_flax"), ".2f"),
+                         f(rec["eval_b10_tokens_per_s"], ",.0f"),
+                         f(rec.get("eval_b10_x_torch"), ".2f"),
+                         f(rec["eval_b1_tokens_per_s"], ",.0f"),
+                         f(rec.get("eval_b1_x_torch"), ".2f"),
+                         f"{rec['mfu']:.0%} " + ("bf16" if rec["mfu_vs"] == "bfloat16" else "fp32"),
+                         f(rec["compile_s"], ".1f"), f(rec["peak_rss_mb"], ",.0f")])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                     + [line(row) for row in rows])
+
+
+def format_profile(results):
+    """One line per profiled config: wall time per window and op time per part."""
+    lines = []
+    for r in results:
+        p = r.get("profile")
+        if not p:
+            continue
+        busy = sum(p["parts_s"].values())
+        parts = ", ".join(f"{k} {v * 1e3:.1f} ms ({v / busy:.0%})"
+                          for k, v in p["parts_s"].items())
+        lines.append(f"{r['config']['name']}: wall {p['window_s'] * 1e3:.1f} ms per window; "
+                     f"op time {busy * 1e3:.1f} ms = {parts}")
+    return "\n".join(lines)
+
+
+def format_report(report):
+    """The text a run prints: machine, roofline, table, profile, convergence, targets."""
+    meta, opts, roofline = report["meta"], report["meta"]["opts"], report["roofline_gflops"]
+    out = [f"jax_rnnlm bench — {meta['cpu']}, {meta['threads']} threads, "
+           f"commit {meta['commit']}, {meta['date']}",
+           "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v),
+           f"roofline (median, {opts['matmul_size']}^3 jitted matmul): fp32 "
+           f"{roofline['float32']:.0f} GFLOP/s, bf16 {roofline['bfloat16']:.0f} GFLOP/s; "
+           f"load average {meta['load_avg_start'][0]:.1f} at start, "
+           f"{meta['load_avg_end'][0]:.1f} at end",
+           f"median of {opts['repeats']} interleaved rounds; train chunk = {opts['windows']} "
+           f"windows; tokens/s; MFU = model matmul FLOP/s / roofline of the same dtype\n",
+           format_table(report["results"])]
+    prof = format_profile(report["results"])
+    if prof:
+        out.append("\nprofile (jax_rnnlm fp32, per train window):\n" + prof)
+    conv = report["convergence"]
+    if conv:
+        out.append(f"\nconvergence ({conv['config']}, {conv['windows']} windows, lr 20): val ppl "
+                   f"fp32 {conv['float32']['val_ppl']:.2f}, bf16 "
+                   f"{conv['bfloat16']['val_ppl']:.2f} ({conv['relative_difference']:+.2%}); "
+                   f"fp32 from another seed {conv['float32_seed1']['val_ppl']:.2f} "
+                   f"({conv['seed_spread']:+.2%})")
+    if report["targets"]:
+        out.append("\ntargets:")
+        for t in report["targets"]:
+            val, goal = abs(t["measured"]), abs(t["goal"])
+            out.append(f"  {'met ' if t['met'] else 'MISS'} {t['target']}: {val:.3g} "
+                       f"(goal {goal:g})")
+    return "\n".join(out)
+
+
+def machine():
+    """CPU, core count, Python, platform, git commit, package versions and date."""
+    return {"cpu": _cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "commit": _commit() or "?",
+            "versions": _versions(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def _cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"
+
+
+def _commit():
+    """The checkout's short commit, marked when tracked files have uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return commit + (" (uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def _versions():
+    versions = {}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "torch"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return versions
