@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import jax
@@ -11,6 +12,15 @@ os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
 os.environ["JAX_NUMPY_DTYPE_PROMOTION"] = "strict"
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# One compilation cache for this session and the CLI subprocesses it starts: the kill /
+# resume and command-line tests compile the same small programs in many processes.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jax_rnnlm_xla_"))
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # Hypothesis: by default no shrink phase (a failure is reported at once, with the seed
 # to rerun it: --hypothesis-seed=N); HYPOTHESIS_PROFILE=dev shrinks to a minimal example.
