@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_rnnlm.cells import CELLS, cell_name, hidden
-from jax_rnnlm.precision import contract, matmul, round_to
+from jax_rnnlm.precision import contract, contract_rows, matmul, round_to
 
 
 def embedding(embed_VD, tokens):
@@ -91,7 +91,7 @@ def _time_scan_bwd(update, dtype, unroll, res, cotangents):
     dcarry0, (dxw_TBG, dhw_TBG, drest_T) = jax.lax.scan(
         body, dcarry, (prev_T, xw_TBG, hw_TBG, mask_TB, dhs_TBH), reverse=True, unroll=unroll)
     h_prev_NH = hidden(prev_T).reshape(-1, w_HG.shape[0])
-    dw_HG = contract(h_prev_NH, dhw_TBG.reshape(-1, w_HG.shape[1]), 0, 0, dtype)
+    dw_HG = contract_rows(h_prev_NH, dhw_TBG.reshape(-1, w_HG.shape[1]), dtype)
     drest = jax.tree.map(lambda d: jnp.sum(d, axis=0), drest_T)
     return dw_HG.astype(w_HG.dtype), drest, dcarry0, dxw_TBG, None
 

@@ -5,14 +5,16 @@ Speed itself is never asserted here: timings on a shared machine are not a test.
 import json
 
 from jax_rnnlm import bench
-from jax_rnnlm.bench import harness, profile
+from jax_rnnlm.bench import harness, profile, report
 
 
 def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--quick", "--peers", "jax_rnnlm,flax", "--profile", "1",
                        "--convergence", "2", "--json", str(out)]) == 0
-    table = [l for l in capsys.readouterr().out.splitlines() if l.startswith("|")]
+    printed = capsys.readouterr().out
+    assert "of roofline" in printed and "ops per time step" in printed
+    table = [l for l in printed.splitlines() if l.startswith("|")]
     header = [c.strip() for c in table[0].strip("|").split("|")]
     assert header[:3] == ["config", "peer", "train tok/s"] and "MFU" in header
     rows = [[c.strip() for c in l.strip("|").split("|")] for l in table[2:]]
@@ -24,10 +26,11 @@ def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
         assert rec["train_tokens_per_s"] > 0 and rec["eval_b1_tokens_per_s"] > 0
         assert rec["peak_rss_mb"] > 0 and rec["compile_s"] > 0
     assert result["peers"]["jax_rnnlm"]["train_x_flax"] > 0
-    assert report["roofline_gflops"]["float32"] > 0
+    assert report["roofline_gflops"]["float32"] > 0 and report["roofline_gflops"]["memory_gbs"] > 0
     assert report["meta"]["threads"] >= 1 and report["meta"]["versions"]["jax"]
-    parts = result["profile"]["parts_s"]  # from an XLA trace, by named scope
+    parts = result["profile"]["jax_rnnlm"]["parts_s"]  # from an XLA trace, by named scope
     assert set(parts) == set(profile.PARTS) | {"other"}
+    assert result["profile"]["jax_rnnlm"]["ops_per_window"]["recurrence"] > 0
     assert all(parts[p] > 0 for p in ("embedding", "recurrence", "output_matmul", "softmax_ce"))
     conv = report["convergence"]
     for run in ("float32", "bfloat16", "float32_seed1"):
@@ -39,3 +42,11 @@ def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
 def test_flops_per_token_counts_the_matmuls():
     spec = harness.Spec("x", "lstm", 2, 650)
     assert spec.flops_per_token(10_000) == 2 * 2 * (650 * 2600 * 2) + 2 * 650 * 10_000
+
+
+def test_part_limits_count_the_matmul_flops_of_forward_and_backward():
+    config = {"batch": 20, "bptt": 35, "hidden": 200, "layers": 2, "cell": "lstm",
+              "tied": False}
+    limits = report.part_limits(config, 10_000, "float32")
+    assert limits["output_matmul"] == ("flop", 3 * 2 * 700 * 200 * 10_000)
+    assert limits["recurrence"] == ("flop", 2 * 3 * 2 * 700 * 400 * 800)

@@ -48,3 +48,21 @@ def test_mixed_matmul_gradients_are_the_bf16_products():
     assert dx.dtype == dw.dtype == jnp.float32
     np.testing.assert_allclose(dx, lo(g) @ lo(w).T, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(dw, lo(x).T @ lo(g), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("I,O", [(5, 40), (5, 6)])  # with and without the transposed copy
+def test_matmul_gradients_equal_the_products_they_stand_for(dtype, I, O):
+    """Both sides of ``contract_rows`` (the identity-product copy of x.T for wide
+    outputs, the direct contraction otherwise) give x.T @ g; dx is g @ w.T."""
+    k1, k2, k3 = jax.random.split(jax.random.key(2), 3)
+    x, w = jax.random.normal(k1, (3, 2, I)), jax.random.normal(k2, (I, O))
+    g = jax.random.normal(k3, (3, 2, O))
+    _, pullback = jax.vjp(lambda x, w: precision.matmul(x, w, dtype), x, w)
+    dx, dw = pullback(g)
+    r = (lambda a: np.asarray(a, np.float64)) if dtype == "float32" else (
+        lambda a: np.asarray(a.astype(jnp.bfloat16).astype(jnp.float32), np.float64))
+    assert dx.dtype == dw.dtype == jnp.float32
+    np.testing.assert_allclose(dx, r(g) @ r(w).T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, r(x).reshape(6, I).T @ r(g).reshape(6, O), rtol=1e-5,
+                               atol=1e-5)

@@ -1,6 +1,7 @@
 """``jax-rnnlm bench``: the flags, the corpus, and the run from the first config
 to the printed report."""
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -40,6 +41,13 @@ def build_parser():
     p.add_argument("--convergence", type=int, default=None,
                    help="train config 2 this many windows in fp32 and bf16 and compare "
                         "val perplexity (0: skip; default 400)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="B of every config (default: each config's, 20)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="where the torch peer runs (cuDNN on gpu); the JAX peers use JAX's "
+                        "default backend")
+    p.add_argument("--stream-mb", type=int, default=None,
+                   help="MB of the memory-bandwidth probe of the roofline (default 256)")
     p.add_argument("--json", default=None, help="write the full results here")
     return p
 
@@ -59,6 +67,8 @@ def _specs(args):
     specs = harness.QUICK if args.quick else harness.CONFIGS
     if args.configs:
         specs = [harness.CONFIGS[int(c) - 1] for c in args.configs.split(",")]
+    if args.batch_size:
+        specs = [dataclasses.replace(s, batch=args.batch_size) for s in specs]
     return specs
 
 
@@ -89,7 +99,9 @@ def _options(args):
             "repeats": args.repeats or (2 if quick else 7),
             "eval_tokens": args.eval_tokens or (200 if quick else 7000),
             "matmul_size": args.matmul_size or (256 if quick else 2048),
-            "profile": args.profile if args.profile is not None else (0 if quick else 5)}
+            "profile": args.profile if args.profile is not None else (0 if quick else 5),
+            "device": args.device,
+            "stream_mb": args.stream_mb or (16 if quick else 256)}
 
 
 def _write_json(path, obj):

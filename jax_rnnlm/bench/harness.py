@@ -111,8 +111,9 @@ def median(xs):
 
 
 def roofline_median(samples):
-    """Median GFLOP/s of each roofline dtype over ``samples`` of Roofline.gflops."""
-    return {k: median([s[k] for s in samples]) for k in ("float32", "bfloat16")}
+    """Median of each limit (GFLOP/s per matmul dtype, memory GB/s) over ``samples`` of
+    Roofline.gflops."""
+    return {k: median([s[k] for s in samples]) for k in samples[0]}
 
 
 def bench_config(spec, peers, corpus, opts, roof, log):
@@ -132,9 +133,8 @@ def bench_config(spec, peers, corpus, opts, roof, log):
         evals = {b: rounds(workers, opts["repeats"], lambda w: w.ask("eval", b), log)
                  for b in EVAL_BATCHES}
         roof_samples = train_s.pop("roofline")
-        profile = None
-        if opts["profile"] and "jax_rnnlm" in peers:
-            profile = workers[peers.index("jax_rnnlm")].ask("profile", opts["profile"])
+        profile = {w.peer: w.ask("profile", opts["profile"]) for w in workers
+                   if opts["profile"] and w.peer.startswith("jax_rnnlm")}
         tokens = opts["windows"] * spec.batch * spec.bptt
         flops = spec.flops_per_token(corpus["vocab"])
         roof_med = roofline_median(roof_samples)

@@ -220,17 +220,19 @@ class TorchPeer(Peer):
         torch.set_num_threads(opts["threads"])
         torch.manual_seed(0)
         self.torch, self.F, self.spec, self.opts = torch, F, spec, opts
-        self.m = _torch_lm(spec, corpus["vocab"])
+        # on a GPU, nn.RNN/LSTM/GRU run cuDNN's fused kernels
+        self.device = torch.device("cuda" if opts.get("device") == "gpu" else "cpu")
+        self.m = _torch_lm(spec, corpus["vocab"]).to(self.device)
         self.opt = torch.optim.SGD(self.m.parameters(), lr=1.0)
         self.streams = Streams(spec, corpus, opts["windows"])
-        self.train_BL = torch.from_numpy(self.streams.train_BL.astype("int64"))
+        self.train_BL = torch.from_numpy(self.streams.train_BL.astype("int64")).to(self.device)
         self.h = self._zero(spec.batch)
         self.V = corpus["vocab"]
         first_s = _timed(self.train)
         self.info = {"compile_s": None, "compile_cpu_s": None, "first_call_s": first_s}
 
     def _zero(self, b):
-        z = self.torch.zeros(self.spec.layers, b, self.spec.hidden)
+        z = self.torch.zeros(self.spec.layers, b, self.spec.hidden, device=self.device)
         return (z, z.clone()) if self.spec.cell == "lstm" else z
 
     def _detach(self, h):
@@ -256,16 +258,17 @@ class TorchPeer(Peer):
     def eval(self, batch):
         torch, F, T = self.torch, self.F, self.spec.bptt
         s_BL, n = self.streams.eval_windows(batch, self.opts["eval_tokens"])
-        ids = torch.from_numpy(s_BL.astype("int64"))
+        ids = torch.from_numpy(s_BL.astype("int64")).to(self.device)
         self.m.eval()
         t = time.perf_counter()
         with torch.inference_mode():
             h, total = self._zero(batch), 0.0
             for i in range(n):
                 logits, h = self.m(ids[:, i * T:(i + 1) * T], h)
-                total += F.cross_entropy(logits.reshape(-1, self.V),
-                                         ids[:, i * T + 1:(i + 1) * T + 1].reshape(-1),
-                                         reduction="sum").item()
+                total = total + F.cross_entropy(logits.reshape(-1, self.V),
+                                                ids[:, i * T + 1:(i + 1) * T + 1].reshape(-1),
+                                                reduction="sum")
+            total.item()  # one wait at the end, as the JAX peers' one compiled scan
         return time.perf_counter() - t, n * batch * T
 
 
@@ -294,7 +297,9 @@ def _torch_lm(spec, V):
 
 
 class Roofline(Peer):
-    """Large jitted matmuls: fp32, and bf16 operands with fp32 accumulation."""
+    """The limits the profile measures against, on this machine under the same load:
+    large jitted matmuls (fp32, and bf16 operands with fp32 accumulation) and the
+    memory bandwidth of a large elementwise op."""
 
     def __init__(self, peer, spec, corpus, opts):
         n = opts["matmul_size"]
@@ -306,14 +311,25 @@ class Roofline(Peer):
         bf16 = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
         self.fns = {"float32": (f32, (a, b)),
                     "bfloat16": (bf16, (a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)))}
+        self.big = jnp.ones((opts["stream_mb"] * 2 ** 18,), jnp.float32)  # MB of float32
+        # donated: the output reuses the input's pages, so no call pays for fresh memory
+        self.stream = jax.jit(lambda x: x * 0.5 + 1.0, donate_argnums=0)
         for fn, args in self.fns.values():
             jax.block_until_ready(fn(*args))
-        self.info = {"size": n}
+        self.big = jax.block_until_ready(self.stream(self.big))
+        self.info = {"size": n, "stream_mb": opts["stream_mb"]}
 
     def gflops(self):
-        """GFLOP/s per dtype, the best of two calls."""
+        """GFLOP/s per matmul dtype and GB/s of the elementwise stream (read + write),
+        the best of two calls each."""
         out = {}
         for name, (fn, args) in self.fns.items():
             t = min(_timed(lambda: jax.block_until_ready(fn(*args))) for _ in range(2))
             out[name] = 2 * self.n ** 3 / t / 1e9
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            self.big = jax.block_until_ready(self.stream(self.big))
+            times.append(time.perf_counter() - t)
+        out["memory_gbs"] = 2 * self.big.nbytes / min(times) / 1e9
         return out

@@ -17,18 +17,21 @@ PARTS = ("embedding", "recurrence", "output_matmul", "softmax_ce", "optimizer")
 
 
 def window_parts(peer, repeats):
-    """Wall seconds per train window and op seconds per window of each part, from
-    an XLA trace of ``repeats`` train calls of a JitPeer."""
+    """Wall seconds per train window, and per window for each part: op seconds and
+    how many ops ran (from an XLA trace of ``repeats`` train calls of a JitPeer)."""
     scope = op_scopes(peer.run.as_text())
     wall, events = _trace(peer, repeats)
     windows = repeats * peer.opts["windows"]
     parts = dict.fromkeys(PARTS + ("other",), 0.0)
+    ops = dict.fromkeys(PARTS + ("other",), 0)
     for ev in events:
         name = ev.name
         # control-flow ops span the ops they run: counting them would count time twice
         if name in scope and not name.startswith(("while", "conditional", "call")):
             parts[scope[name]] += ev.duration_ns / 1e9 / windows
-    return {"window_s": wall / windows, "parts_s": parts}
+            ops[scope[name]] += 1
+    return {"window_s": wall / windows, "parts_s": parts,
+            "ops_per_window": {k: v / windows for k, v in ops.items()}}
 
 
 def op_scopes(hlo_text):

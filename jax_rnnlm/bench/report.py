@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from jax_rnnlm.bench.harness import EVAL_BATCHES
+from jax_rnnlm.bench.harness import EVAL_BATCHES, GATES
 
 
 def add_ratios(result):
@@ -80,18 +80,57 @@ def format_table(results):
                      + [line(row) for row in rows])
 
 
+def part_limits(config, vocab, dtype):
+    """Per part of a train window, what bounds it: FLOPs (matmul parts) or bytes moved
+    (elementwise parts), as {part: ("flop" | "byte", amount)}.
+
+    Matmul FLOPs are exact (forward + two backward products). Bytes are estimates:
+    softmax_ce reads the fp32 logits [N, V] twice forward and once backward and
+    writes their gradient (4 + 4 + 4 + 4 or 2 bytes); the optimizer reads and
+    writes every param and reads its gradient about four times (clipping norm,
+    finiteness check, scaling, update): 6 passes of 4 bytes."""
+    N, H, L = config["batch"] * config["bptt"], config["hidden"], config["layers"]
+    GH = GATES[config["cell"]] * H
+    params = vocab * H * (1 if config["tied"] else 2) + vocab + L * (2 * H * GH + GH)
+    grad_bytes = 2 if dtype == "bfloat16" else 4
+    return {"output_matmul": ("flop", 3 * 2 * N * H * vocab),
+            "recurrence": ("flop", L * 3 * 2 * N * (H + H) * GH),
+            "softmax_ce": ("byte", N * vocab * (12 + grad_bytes)),
+            "optimizer": ("byte", 6 * 4 * params)}
+
+
 def format_profile(results):
-    """One line per profiled config: wall time per window and op time per part."""
+    """Per profiled config and peer: wall time per window, and for each part its op
+    time, its rate and how far that is from its own limit (matmul roofline of the
+    peer's dtype, or the measured memory bandwidth), and for the recurrence the ops
+    executed per time step and the time per op (dispatch inside the scan)."""
     lines = []
     for r in results:
-        p = r.get("profile")
-        if not p:
-            continue
-        busy = sum(p["parts_s"].values())
-        parts = ", ".join(f"{k} {v * 1e3:.1f} ms ({v / busy:.0%})"
-                          for k, v in p["parts_s"].items())
-        lines.append(f"{r['config']['name']}: wall {p['window_s'] * 1e3:.1f} ms per window; "
-                     f"op time {busy * 1e3:.1f} ms = {parts}")
+        for peer, p in (r.get("profile") or {}).items():
+            dtype = "bfloat16" if peer.endswith("bf16") else "float32"
+            roof, limits = r["roofline_gflops"], part_limits(r["config"], r["vocab"], dtype)
+            busy = sum(p["parts_s"].values())
+            parts = []
+            for part, op_s in p["parts_s"].items():
+                # op time is summed over the runtime's threads; a part's share of it,
+                # times the wall time, is its share of the window
+                sec = p["window_s"] * op_s / busy
+                text = f"{part} {sec * 1e3:.1f} ms ({op_s / busy:.0%})"
+                kind, amount = limits.get(part, (None, 0))
+                if kind == "flop" and sec:
+                    rate = amount / sec / 1e9
+                    text += f" {rate:.0f} GFLOP/s = {rate / roof[dtype]:.0%} of roofline"
+                elif kind == "byte" and sec and roof.get("memory_gbs"):
+                    rate = amount / sec / 1e9
+                    text += f" ~{rate:.0f} GB/s = {rate / roof['memory_gbs']:.0%} of bandwidth"
+                if part == "recurrence" and p.get("ops_per_window", {}).get(part):
+                    ops = p["ops_per_window"][part]
+                    text += (f", {ops / r['config']['bptt']:.0f} ops per time step at "
+                             f"{op_s / ops * 1e6:.1f} us each")
+                parts.append(text)
+            lines.append(f"{r['config']['name']} [{peer}]: wall {p['window_s'] * 1e3:.1f} ms per "
+                         f"window, shared by part as the op time ({busy * 1e3:.1f} ms over "
+                         f"all threads):\n    " + ";\n    ".join(parts))
     return "\n".join(lines)
 
 
@@ -103,6 +142,7 @@ def format_report(report):
            "versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v),
            f"roofline (median, {opts['matmul_size']}^3 jitted matmul): fp32 "
            f"{roofline['float32']:.0f} GFLOP/s, bf16 {roofline['bfloat16']:.0f} GFLOP/s; "
+           f"memory {roofline.get('memory_gbs', float('nan')):.0f} GB/s; "
            f"load average {meta['load_avg_start'][0]:.1f} at start, "
            f"{meta['load_avg_end'][0]:.1f} at end",
            f"median of {opts['repeats']} interleaved rounds; train chunk = {opts['windows']} "
@@ -110,7 +150,7 @@ def format_report(report):
            format_table(report["results"])]
     prof = format_profile(report["results"])
     if prof:
-        out.append("\nprofile (jax_rnnlm fp32, per train window):\n" + prof)
+        out.append("\nprofile (per train window):\n" + prof)
     conv = report["convergence"]
     if conv:
         out.append(f"\nconvergence ({conv['config']}, {conv['windows']} windows, lr 20): val ppl "
