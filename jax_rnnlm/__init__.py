@@ -21,7 +21,7 @@ Shape alphabet, used in every docstring and array name (``h_BTH`` is [B, T, H]):
     K  beam width
 
 The pure core (arrays in, arrays out): ``cells``, ``precision``, ``layers``,
-``model``, ``step``, ``data``, ``generate``; ``config`` declares the settings.
+``model``, ``step``, ``dni``, ``data``, ``generate``; ``config`` declares the settings.
 Running a job: ``train`` (the host loop), ``workdir``, ``checkpoint``,
 ``parallel``, ``progress``, ``plot``, ``cli``. The seed's other RNN uses:
 ``seqtasks``. The benchmark: ``bench``.

@@ -134,7 +134,7 @@ def load_trained(workdir, which="last"):
     """The newest (or best-validation) params of a workdir, with what is needed to use them."""
     model_cfg, cfg, data_info, vocab = wd.read_run_info(workdir)
     tx = step.make_optimizer(cfg.optimizer, cfg.lr, cfg.clip)
-    template = step.init_state(jax.random.key(cfg.seed), model_cfg, tx, cfg.batch_size)
+    template = step.init_state(jax.random.key(cfg.seed), model_cfg, tx, cfg.batch_size, cfg.dni)
     state = restore_state(workdir, template, which=which)
     return Trained(model_cfg, data_info["level"], data_info["source"], vocab, state.params,
                    int(state.step))

@@ -22,6 +22,7 @@ else:  # Python 3.10
     import tomli as tomllib
 
 OPTIMIZERS = ("sgd", "adam")
+SG_KINDS = ("none", "linear", "mlp")
 
 
 def field(default=dataclasses.MISSING, *, help, resumable=False):
@@ -124,6 +125,20 @@ class TrainConfig:
         default=0, help="devices to split the B streams over (0: all); B must be a multiple",
         resumable=True)
     seed: int = field(default=0, help="random seed for init, dropout and everything else")
+    synthetic_gradients: str = field(
+        default="none", help="predict the gradient from beyond the window (DNI): none, "
+                             "linear or mlp")
+    sg_scale: float = field(
+        default=0.1, help="λ: scale of the synthetic gradient, and the discount of its "
+                          "bootstrapped target")
+    sg_lr: float = field(default=1e-3, help="Adam learning rate of the synthetic-gradient module")
+
+    @property
+    def dni(self):
+        """The DNIConfig of these settings, or None without synthetic gradients."""
+        if self.synthetic_gradients == "none":
+            return None
+        return DNIConfig(self.synthetic_gradients, self.sg_scale, self.sg_lr)
 
     def __post_init__(self):
         _positive_ints(self, ("batch_size", "bptt", "epochs", "eval_batch_size",
@@ -145,6 +160,30 @@ class TrainConfig:
             raise ValueError(f"keep must be at least 1, got {self.keep}")
         if self.on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
+        if self.synthetic_gradients not in SG_KINDS:
+            raise ValueError(f"synthetic_gradients must be one of {SG_KINDS}, got "
+                             f"{self.synthetic_gradients!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DNIConfig:
+    """Synthetic gradients for the carried state (dni.py)."""
+    kind: str = field(default="linear", help="the synthetic-gradient module: linear or mlp")
+    scale: float = field(default=0.1, help="λ: scale (and discount) of the synthetic gradient")
+    lr: float = field(default=1e-3, help="Adam learning rate of the module")
+    hidden: int = field(default=256, help="M, width of the mlp's hidden layer")
+    init_scale: float = field(default=0.01, help="first layer of the mlp uniform in [-s, s]")
+
+    def __post_init__(self):
+        if self.kind not in SG_KINDS[1:]:
+            raise ValueError(f"synthetic gradients must be one of {SG_KINDS[1:]}, got "
+                             f"{self.kind!r}")
+        if not 0.0 <= self.scale <= 1.0:
+            raise ValueError(f"sg_scale must be in [0, 1], got {self.scale}")
+        if not (math.isfinite(self.lr) and self.lr > 0.0):
+            raise ValueError(f"sg_lr must be > 0, got {self.lr}")
+        if self.hidden < 1:
+            raise ValueError(f"the sg hidden width must be >= 1, got {self.hidden}")
 
 
 PRESETS = {

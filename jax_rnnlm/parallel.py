@@ -106,7 +106,7 @@ def state_sharding(mesh):
     """A TrainState of shardings: carry split on B, everything else replicated."""
     rep = replicated(mesh)
     return step.TrainState(params=rep, opt_state=rep, carry=batch_sharding(mesh), key=rep,
-                           step=rep)
+                           step=rep, sg=rep, sg_opt_state=rep)
 
 
 def place(x, sharding):
@@ -152,17 +152,19 @@ def process_streams(ids_M, batch_size, bptt, mesh, *, source="train split"):
     return shard_streams(data.train_streams(ids_M, batch_size, bptt, source=source), mesh)
 
 
-def sharded_train_windows(cfg, tx, bptt, mesh):
+def sharded_train_windows(cfg, tx, bptt, mesh, dni_cfg=None):
     """jit of ``step.train_windows`` over the mesh: (state, streams [B, L], starts [W]) ->
     (state, metrics of [W]). State as ``shard_state`` places it; it is donated."""
     st, rep = state_sharding(mesh), replicated(mesh)
-    return jax.jit(functools.partial(step.train_windows, cfg=cfg, tx=tx, bptt=bptt),
+    return jax.jit(functools.partial(step.train_windows, cfg=cfg, tx=tx, bptt=bptt,
+                                     dni_cfg=dni_cfg),
                    in_shardings=(st, batch_sharding(mesh), rep),
                    out_shardings=(st, rep), donate_argnums=0)
 
 
 # The pmap form: per-device leading axis n on the carry and streams, the rest broadcast.
-_PMAP_AXES = step.TrainState(params=None, opt_state=None, carry=0, key=None, step=None)
+_PMAP_AXES = step.TrainState(params=None, opt_state=None, carry=0, key=None, step=None,
+                             sg=None, sg_opt_state=None)
 
 
 def split_devices(tree, num_devices):
@@ -188,14 +190,15 @@ def unpmap_state(state):
     return state.replace(carry=merge_devices(state.carry))
 
 
-def pmap_train_windows(cfg, tx, bptt, devices=None):
+def pmap_train_windows(cfg, tx, bptt, devices=None, dni_cfg=None):
     """pmap of ``step.train_windows``: (state, streams [n, B/n, L], starts [W]) ->
     (state, metrics of [W]). Carry [n, B/n, H] per device, the rest replicated.
 
     The second call compiles once more: its state arrives placed on the devices
     (pmap's own outputs), where the first came from ``pmap_state`` on the host.
     """
-    run = functools.partial(step.train_windows, cfg=cfg, tx=tx, bptt=bptt, axis_name=BATCH)
+    run = functools.partial(step.train_windows, cfg=cfg, tx=tx, bptt=bptt, axis_name=BATCH,
+                            dni_cfg=dni_cfg)
     return jax.pmap(run, axis_name=BATCH, in_axes=(_PMAP_AXES, 0, None),
                     out_axes=(_PMAP_AXES, None), devices=devices, donate_argnums=0)
 
@@ -222,7 +225,7 @@ def sharded_evaluate(params, cfg, ids_M, *, mesh=None, batch_size=10, bptt=35,
                                   place_tree(model.init_carry(cfg, batch_size), sharding), bptt)
 
 
-def prepare(state, streams_BL, cfg, tx, bptt, num_devices=None):
+def prepare(state, streams_BL, cfg, tx, bptt, num_devices=None, dni_cfg=None):
     """What ``train.fit`` needs to train on ``num_devices`` (default: every device of every
     process): (placed state, placed streams [B, L], jitted run_windows), where
     ``run_windows`` is ``step.jit_train_windows``'s (state, streams [B, L], starts [W]) ->
@@ -231,4 +234,4 @@ def prepare(state, streams_BL, cfg, tx, bptt, num_devices=None):
     check_batch(np.shape(streams_BL)[0], n)
     mesh = make_mesh(n)
     return (shard_state(state, mesh), shard_streams(streams_BL, mesh),
-            sharded_train_windows(cfg, tx, bptt, mesh))
+            sharded_train_windows(cfg, tx, bptt, mesh, dni_cfg))

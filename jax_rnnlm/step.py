@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_rnnlm import data, model
-from jax_rnnlm.config import OPTIMIZERS, ModelConfig
+from jax_rnnlm import data, dni, model
+from jax_rnnlm.config import OPTIMIZERS, DNIConfig, ModelConfig
 
 _OPTAX = {"sgd": optax.sgd, "adam": optax.adam}
 assert set(_OPTAX) == set(OPTIMIZERS)
@@ -32,6 +32,8 @@ class TrainState:
     carry: list        # recurrent state [B, H] per layer, flowing from window to window
     key: jax.Array     # PRNG key for dropout
     step: jax.Array    # train steps done, int32 scalar
+    sg: dict | None = None            # synthetic-gradient module (dni.py), or None
+    sg_opt_state: tuple | None = None  # its optimizer state
 
 
 def make_optimizer(name="sgd", lr=1.0, clip=0.25):
@@ -52,13 +54,18 @@ def with_learning_rate(opt_state, lr):
     return optax.tree_utils.tree_set(opt_state, learning_rate=jnp.asarray(lr, jnp.float32))
 
 
-def init_state(key, cfg: ModelConfig, tx, batch_size):
-    """Fresh params, optimizer state and a zero carry for B = ``batch_size`` streams."""
+def init_state(key, cfg: ModelConfig, tx, batch_size, dni_cfg: DNIConfig | None = None):
+    """Fresh params, optimizer state and a zero carry for B = ``batch_size`` streams,
+    and with ``dni_cfg`` a fresh synthetic-gradient module and its optimizer state."""
     k_init, k_drop = jax.random.split(key)
     params = model.init_params(k_init, cfg)
+    sg = sg_opt = None
+    if dni_cfg is not None:
+        sg = dni.init_sg(jax.random.fold_in(key, 1), dni_cfg, dni.carry_width(cfg))
+        sg_opt = dni.optimizer(dni_cfg).init(sg)
     return TrainState(params=params, opt_state=tx.init(params),
                       carry=model.init_carry(cfg, batch_size), key=k_drop,
-                      step=jnp.zeros((), jnp.int32))
+                      step=jnp.zeros((), jnp.int32), sg=sg, sg_opt_state=sg_opt)
 
 
 def window(streams_BL, start, bptt):
@@ -68,7 +75,7 @@ def window(streams_BL, start, bptt):
 
 
 def train_step(state: TrainState, inputs_BT, targets_BT, *, cfg: ModelConfig, tx,
-               axis_name=None):
+               axis_name=None, dni_cfg: DNIConfig | None = None):
     """One truncated-BPTT step on a window: (state, metrics).
 
     metrics: {"loss": mean CE of the window, "finite": bool [1 + number of param
@@ -77,6 +84,10 @@ def train_step(state: TrainState, inputs_BT, targets_BT, *, cfg: ModelConfig, tx
     optimizer state nor carry, so a bad batch can be skipped, or training
     stopped on a good state.
 
+    With ``dni_cfg`` the window's gradient takes in the synthetic gradient of the
+    carry it hands on, and the SG module is trained on its bootstrapped target
+    (dni.py); metrics add "sg_loss" and "sg_cos" (cosine of SG(c_k) and its target).
+
     Under ``jax.pmap``, ``axis_name`` names the device axis: each device holds
     B/n of the streams, draws its own dropout mask, and the loss and gradients
     are averaged over the devices before clipping (see parallel.py).
@@ -84,25 +95,37 @@ def train_step(state: TrainState, inputs_BT, targets_BT, *, cfg: ModelConfig, tx
     key, k_drop = jax.random.split(state.key)
     if axis_name is not None:
         k_drop = jax.random.fold_in(k_drop, jax.lax.axis_index(axis_name))
-
-    def window_loss(params):
-        return model.loss(params, cfg, state.carry, inputs_BT, targets_BT, k_drop)
-
-    (loss, carry), grads = jax.value_and_grad(window_loss, has_aux=True)(state.params)
+    if dni_cfg is None:
+        (loss, carry), grads = jax.value_and_grad(model.loss, has_aux=True)(
+            state.params, cfg, state.carry, inputs_BT, targets_BT, k_drop)
+        sg_metrics = sg_grads = {}
+    else:
+        loss, carry, grads, sg_loss, sg_grads, sg_cos = dni.dni_step_grads(
+            state.params, state.sg, dni_cfg, cfg, state.carry, inputs_BT, targets_BT, k_drop)
+        sg_metrics = {"sg_loss": sg_loss, "sg_cos": sg_cos}
     if axis_name is not None:  # equal shards, so the mean of means is the global mean
-        loss, grads = jax.lax.pmean((loss, grads), axis_name)
+        loss, grads, sg_grads, sg_metrics = jax.lax.pmean((loss, grads, sg_grads, sg_metrics),
+                                                          axis_name)
     with jax.named_scope("optimizer"):
-        finite = jnp.stack([jnp.isfinite(loss)] +
+        ok_loss = jnp.all(jnp.stack([jnp.isfinite(loss)] + [jnp.isfinite(v) for v in
+                                                           sg_metrics.values()]))
+        finite = jnp.stack([ok_loss] +
                            [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
         with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes an int count into floats
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        new = (optax.apply_updates(state.params, updates), opt_state, jax.lax.stop_gradient(carry))
-        old = (state.params, state.opt_state, state.carry)
-        params, opt_state, carry = jax.tree.map(lambda n, o: jnp.where(jnp.all(finite), n, o),
-                                                new, old)
+            sg, sg_opt_state = state.sg, state.sg_opt_state
+            if dni_cfg is not None:
+                sg_updates, sg_opt_state = dni.optimizer(dni_cfg).update(
+                    sg_grads, sg_opt_state, sg)
+                sg = optax.apply_updates(sg, sg_updates)
+        new = (optax.apply_updates(state.params, updates), opt_state, jax.lax.stop_gradient(carry),
+               sg, sg_opt_state)
+        old = (state.params, state.opt_state, state.carry, state.sg, state.sg_opt_state)
+        params, opt_state, carry, sg, sg_opt_state = jax.tree.map(
+            lambda n, o: jnp.where(jnp.all(finite), n, o), new, old)
     state = state.replace(params=params, opt_state=opt_state, carry=carry, key=key,
-                          step=state.step + 1)
-    return state, {"loss": loss, "finite": finite}
+                          step=state.step + 1, sg=sg, sg_opt_state=sg_opt_state)
+    return state, {"loss": loss, "finite": finite, **sg_metrics}
 
 
 def param_names(params):
@@ -111,18 +134,19 @@ def param_names(params):
             for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
 
 
-def train_windows(state, streams_BL, starts_W, *, cfg: ModelConfig, tx, bptt, axis_name=None):
+def train_windows(state, streams_BL, starts_W, *, cfg: ModelConfig, tx, bptt, axis_name=None,
+                  dni_cfg: DNIConfig | None = None):
     """W train steps, one per window start in ``starts_W``: (state, metrics of [W])."""
     def body(st, start):
         return train_step(st, *window(streams_BL, start, bptt), cfg=cfg, tx=tx,
-                          axis_name=axis_name)
+                          axis_name=axis_name, dni_cfg=dni_cfg)
     return jax.lax.scan(body, state, starts_W)
 
 
-def jit_train_windows(cfg: ModelConfig, tx, bptt):
+def jit_train_windows(cfg: ModelConfig, tx, bptt, dni_cfg: DNIConfig | None = None):
     """``train_windows`` compiled for one device: (state, streams [B, L], starts [W]) ->
     (state, metrics of [W]); the state is donated."""
-    return jax.jit(functools.partial(train_windows, cfg=cfg, tx=tx, bptt=bptt),
+    return jax.jit(functools.partial(train_windows, cfg=cfg, tx=tx, bptt=bptt, dni_cfg=dni_cfg),
                    donate_argnums=0)
 
 

@@ -44,6 +44,8 @@ class LoopState:
     loss_sum: float = 0.0               # train loss summed since the last metrics line
     loss_count: int = 0
     last_finite_loss: float | None = None
+    sg_loss_sum: float = 0.0            # synthetic-gradient loss and cosine summed likewise
+    sg_cos_sum: float = 0.0
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -140,13 +142,14 @@ def place_run(model_cfg, cfg, corpus, tx):
     With more than one device (``cfg.devices``, 0 meaning all of them) the B
     streams, and the carry with them, are sharded over a mesh (parallel.py).
     """
-    state = step.init_state(jax.random.key(cfg.seed), model_cfg, tx, cfg.batch_size)
+    state = step.init_state(jax.random.key(cfg.seed), model_cfg, tx, cfg.batch_size, cfg.dni)
     streams = data.train_streams(corpus.train, cfg.batch_size, cfg.bptt)
     n = cfg.devices or jax.device_count()
     if n == 1:
-        return (state, jnp.asarray(streams), step.jit_train_windows(model_cfg, tx, cfg.bptt),
-                step.evaluate)
-    state, streams, run_windows = parallel.prepare(state, streams, model_cfg, tx, cfg.bptt, n)
+        return (state, jnp.asarray(streams),
+                step.jit_train_windows(model_cfg, tx, cfg.bptt, cfg.dni), step.evaluate)
+    state, streams, run_windows = parallel.prepare(state, streams, model_cfg, tx, cfg.bptt, n,
+                                                   cfg.dni)
     return state, streams, run_windows, parallel.sharded_evaluate
 
 
@@ -228,6 +231,10 @@ def train_epoch(state, loop, job):
         loop = loop.replace(window=loop.window + len(starts),
                             loss_sum=loop.loss_sum + float(losses[ok].sum()),
                             loss_count=loop.loss_count + int(ok.sum()))
+        if "sg_loss" in metrics:
+            loop = loop.replace(
+                sg_loss_sum=loop.sg_loss_sum + float(np.asarray(metrics["sg_loss"])[ok].sum()),
+                sg_cos_sum=loop.sg_cos_sum + float(np.asarray(metrics["sg_cos"])[ok].sum()))
         n = step0 + len(starts)
         log_point = n // cfg.log_every > step0 // cfg.log_every or n == cfg.max_steps
         job.bar.update(n, log_point=log_point, epoch=loop.epoch + 1, loss=float(losses.mean()),
@@ -245,12 +252,15 @@ def train_epoch(state, loop, job):
 
 
 def write_train_line(job, state, loop):
-    mean = loop.loss_sum / max(loop.loss_count, 1)
+    n = max(loop.loss_count, 1)
+    mean = loop.loss_sum / n
+    sg = ({"sg_loss": loop.sg_loss_sum / n, "sg_cos": loop.sg_cos_sum / n}
+          if job.cfg.dni is not None else {})
     job.log.write(step=int(state.step), epoch=loop.epoch + 1, train_loss=mean,
                   train_ppl=math.exp(mean), lr=step.learning_rate(state.opt_state),
                   tokens_per_s=job.clock.interval_rate(), skipped=loop.skipped,
-                  wall_s=job.clock.wall())
-    return loop.replace(loss_sum=0.0, loss_count=0)
+                  wall_s=job.clock.wall(), **sg)
+    return loop.replace(loss_sum=0.0, loss_count=0, sg_loss_sum=0.0, sg_cos_sum=0.0)
 
 
 def begin_epoch(state, loop, cfg):

@@ -43,7 +43,7 @@ def losses(workdir):
 
 def template(mcfg, cfg):
     tx = step.make_optimizer(cfg.optimizer, cfg.lr, cfg.clip)
-    return step.init_state(jax.random.key(cfg.seed), mcfg, tx, cfg.batch_size)
+    return step.init_state(jax.random.key(cfg.seed), mcfg, tx, cfg.batch_size, cfg.dni)
 
 
 def final_state(workdir):
@@ -51,16 +51,20 @@ def final_state(workdir):
     return checkpoint.restore_state(workdir, template(mcfg, cfg))
 
 
-def test_killed_runs_resume_bitwise_identically(tiny_corpus_dir):
+@pytest.mark.parametrize("extra, points", [
+    ((), ("call:5", "mid-save:36", "call:6")),
+    (("--synthetic-gradients", "mlp", "--sg-scale", "0.5"), ("call:5", "call:6"))])
+def test_killed_runs_resume_bitwise_identically(tiny_corpus_dir, extra, points):
+    """Killed after call 5 (step 15; last save at 12), mid-save of step 36, after call 6
+    of the third run (its first call compiles, the kill lands in epoch 3), then finished;
+    with synthetic gradients on, their module and its optimizer state resume too."""
     ref, cut = tiny_corpus_dir / "ref", tiny_corpus_dir / "cut"
-    done = worker("never", train_args(tiny_corpus_dir, ref))
+    done = worker("never", train_args(tiny_corpus_dir, ref, *extra))
     assert done.returncode == 0, done.stderr
-    # Killed after call 5 (step 15; last save at 12), mid-save of step 36, after call 6 of
-    # the third run (its first call compiles, the kill lands in epoch 3), then finished.
-    for point in ("call:5", "mid-save:36", "call:6"):
-        killed = worker(point, train_args(tiny_corpus_dir, cut))
+    for point in points:
+        killed = worker(point, train_args(tiny_corpus_dir, cut, *extra))
         assert killed.returncode == -signal.SIGKILL, killed.stderr
-    final = worker("never", train_args(tiny_corpus_dir, cut))
+    final = worker("never", train_args(tiny_corpus_dir, cut, *extra))
     assert final.returncode == 0, final.stderr
     assert "resuming from step" in final.stderr
     assert losses(cut) == losses(ref) and len(losses(ref)[0]) == 27

@@ -1,0 +1,125 @@
+"""Synthetic gradients for the carried state (DNI: Jaderberg et al. 2016,
+"Decoupled Neural Interfaces using Synthetic Gradients", arXiv 1608.05343).
+
+Truncated BPTT cuts, at every window boundary, the gradient that later windows'
+losses send back through the carry. A small module ``SG(c; φ)`` predicts that
+gradient from the carry itself, and the window's backward pass takes the
+prediction in. Window k runs from carry c_k to c_{k+1} with loss L_k:
+
+  objective   J_k = L_k + <stop_gradient(λ·SG(c_{k+1})), c_{k+1}>
+              its parameter gradient is truncated BPTT's plus the predicted future
+  target      g_k = dJ_k/dc_k = dL_k/dc_k + (dc_{k+1}/dc_k)^T λ·SG(c_{k+1})
+              from the same backward pass (one pass: params and c_k together)
+  SG loss     mean over the B streams of |SG(c_k) - stop_gradient(g_k)|^2
+
+The bootstrap uses the *scaled* prediction, so λ is also a discount on how far
+into the future the synthetic gradient reaches (as γ in TD learning); with
+λ = 1 and a perfect SG the objective's gradient is full BPTT's. The last layer
+of ``SG`` starts at zero, so training starts as plain truncated BPTT.
+
+``SG`` maps a carry (a list with one h [B, H], or (h, c) for lstm, per layer)
+to a pytree of the same structure: the leaves are concatenated to [B, S] and
+split back. ``linear``: one affine [S, S]; ``mlp``: [S, M] -> relu -> [M, S].
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jax_rnnlm import model
+from jax_rnnlm.cells import uniform
+from jax_rnnlm.config import DNIConfig
+
+def flatten(carry):
+    """A carry as one [B, S] array (S: the widths of its leaves, in order)."""
+    return jnp.concatenate(jax.tree.leaves(carry), axis=-1)
+
+
+def unflatten(flat_BS, like):
+    """[B, S] back into the structure and widths of the carry ``like``."""
+    leaves, treedef = jax.tree.flatten(like)
+    cuts = np.cumsum([x.shape[-1] for x in leaves])[:-1].tolist()
+    return jax.tree.unflatten(treedef, jnp.split(flat_BS, cuts, axis=-1))
+
+
+def init_sg(key, dni_cfg: DNIConfig, carry_width):
+    """SG params for a carry of total width S = ``carry_width``; the last layer is zero."""
+    S = carry_width
+    zeros = lambda *shape: jnp.zeros(shape, jnp.float32)
+    if dni_cfg.kind == "linear":
+        return {"out": {"w": zeros(S, S), "b": zeros(S)}}
+    M = dni_cfg.hidden
+    return {"hidden": {"w": uniform(key, (S, M), dni_cfg.init_scale), "b": zeros(M)},
+            "out": {"w": zeros(M, S), "b": zeros(S)}}
+
+
+def optimizer(dni_cfg: DNIConfig):
+    """The SG module's own optimizer: Adam, its gradient clipped to norm 1."""
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(dni_cfg.lr))
+
+
+def carry_width(cfg):
+    """S of a language model's carry: H per layer, twice for lstm's (h, c)."""
+    return cfg.num_layers * cfg.hidden_dim * (2 if cfg.cell == "lstm" else 1)
+
+
+def predict(sg, carry):
+    """The synthetic gradient for ``carry``: a pytree of the carry's structure."""
+    x_BS = flatten(carry)
+    if "hidden" in sg:
+        x_BS = jax.nn.relu(x_BS @ sg["hidden"]["w"] + sg["hidden"]["b"][None, :])
+    return unflatten(x_BS @ sg["out"]["w"] + sg["out"]["b"][None, :], carry)
+
+
+def inner(a, b):
+    """<a, b> summed over every leaf of two pytrees of the same structure."""
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
+                                              strict=True))
+
+
+def window_objective(params, cfg, carry, inputs_BT, targets_BT, delta_of, key=None):
+    """J = L + <delta, c_out> for one window, and (L, c_out).
+
+    ``delta_of(c_out)`` is the synthetic gradient (scaled) for the carry that
+    leaves the window, a constant in J's gradient; zeros give truncated BPTT.
+    """
+    loss, carry_out = model.loss(params, cfg, carry, inputs_BT, targets_BT, key)
+    delta = jax.lax.stop_gradient(delta_of(jax.lax.stop_gradient(carry_out)))
+    return loss + inner(delta, carry_out), (loss, carry_out)
+
+
+def sg_loss(sg, carry, target):
+    """Mean over the B streams of the squared error of SG(carry) against ``target``."""
+    err = flatten(predict(sg, carry)) - flatten(jax.lax.stop_gradient(target))
+    return jnp.mean(jnp.sum(err * err, axis=-1))
+
+
+def cosine(a, b):
+    """Cosine between two pytrees seen as flat vectors (0 where either is zero)."""
+    na, nb = jnp.sqrt(inner(a, a)), jnp.sqrt(inner(b, b))
+    return jnp.where(na * nb > 0, inner(a, b) / jnp.maximum(na * nb, 1e-30), 0.0)
+
+
+def window_grads(params, sg, dni_cfg: DNIConfig, cfg, carry, inputs_BT, targets_BT, key=None):
+    """(loss, carry_out, param grads of J, target g_k = dJ/dc_k), from one backward pass
+    with λ·SG(c_{k+1}) as the synthetic gradient of the outgoing carry."""
+    def delta_of(carry_out):
+        return jax.tree.map(lambda d: dni_cfg.scale * d, predict(sg, carry_out))
+
+    (_, (loss, carry_out)), (grads, target) = jax.value_and_grad(
+        window_objective, argnums=(0, 2), has_aux=True)(params, cfg, carry, inputs_BT,
+                                                         targets_BT, delta_of, key)
+    return loss, carry_out, grads, target
+
+
+def dni_step_grads(params, sg, dni_cfg: DNIConfig, cfg, carry, inputs_BT, targets_BT, key=None):
+    """One window with synthetic gradients: (loss, carry_out, param grads, SG loss, SG
+    grads, cosine between SG(c_k) and its target g_k).
+
+    One backward pass gives the params' gradient of J and the target g_k = dJ/dc_k;
+    the SG is then regressed onto g_k at the carry the window started from.
+    """
+    loss, carry_out, grads, target = window_grads(params, sg, dni_cfg, cfg, carry, inputs_BT,
+                                                  targets_BT, key)
+    s_loss, s_grads = jax.value_and_grad(sg_loss)(sg, carry, target)
+    return loss, carry_out, grads, s_loss, s_grads, cosine(predict(sg, carry), target)
