@@ -61,7 +61,8 @@ def test_an_oracle_synthetic_gradient_makes_two_windows_full_bptt(cell, B, T, se
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_the_bootstrapped_target_equals_finite_differences(cell):
     """g_k = dJ/dc_k with the synthetic gradient of c_{k+1} held fixed, against central
-    differences of c -> L(c) + <λ SG(c_{k+1}), c_out(c)> along random directions (float64)."""
+    differences of c -> L(c) + <λ SG(c_{k+1}) / BT, c_out(c)> along random directions
+    (float64)."""
     cfg, B, T = tiny(cell), 2, 3
     dni_cfg = DNIConfig("mlp", scale=0.7, hidden=5, init_scale=0.5)
     x, y, _, _ = windows(3, B, T, cfg.vocab_size)
@@ -73,7 +74,7 @@ def test_the_bootstrapped_target_equals_finite_differences(cell):
         c0 = to64(random_carry(cfg, B, 4))
         *_, sg_cos = dni.dni_step_grads(params, sg, dni_cfg, cfg, c0, x, y)
         _, c1, _, target = dni.window_grads(params, sg, dni_cfg, cfg, c0, x, y)
-        delta0 = jax.tree.map(lambda d: dni_cfg.scale * d, dni.predict(sg, c1))
+        delta0 = jax.tree.map(lambda d: dni_cfg.scale * d / x.size, dni.predict(sg, c1))
 
         def frozen(c):
             loss, c_out = model.loss(params, cfg, c, x, y)
