@@ -41,3 +41,12 @@ def tiny_corpus_dir(tmp_path):
     for split, n in (("train", 40), ("valid", 6), ("test", 6)):
         (tmp_path / f"{split}.txt").write_text("\n".join(lines * (n // 3 + 1)) + "\n")
     return tmp_path
+
+
+@pytest.fixture
+def repetitive_corpus(tmp_path):
+    """A corpus whose three splits repeat one 8-word line: a model can learn it to ppl ~1."""
+    from jax_rnnlm import data
+    for split in data.SPLITS:
+        (tmp_path / f"{split}.txt").write_text("a b c d e f g h\n" * 300)
+    return data.load_corpus(tmp_path)

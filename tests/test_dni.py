@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jax_rnnlm import data, dni, model, step, train
+from jax_rnnlm import dni, model, step, train
 from jax_rnnlm.config import DNIConfig, ModelConfig, TrainConfig
 from support.trees import assert_trees_close, assert_trees_equal
 
@@ -119,10 +119,11 @@ def test_a_zero_initialised_module_starts_as_plain_truncated_bptt():
     tx = step.make_optimizer("sgd", 1.0, 0.5)
     s0 = step.init_state(jax.random.key(0), cfg, tx, 3, DNIConfig("mlp", scale=1.0))
     x = jax.random.randint(jax.random.key(7), (3, 6), 0, cfg.vocab_size)
-    one_sg, _ = step.train_step(s0, x[:, :5], x[:, 1:], cfg=cfg, tx=tx,
-                                dni_cfg=DNIConfig("mlp", scale=1.0))
-    one_plain, _ = step.train_step(step.init_state(jax.random.key(0), cfg, tx, 3), x[:, :5],
-                                   x[:, 1:], cfg=cfg, tx=tx)
+    train_step = jax.jit(step.train_step, static_argnames=("cfg", "tx", "dni_cfg"))
+    one_sg, _ = train_step(s0, x[:, :5], x[:, 1:], cfg=cfg, tx=tx,
+                           dni_cfg=DNIConfig("mlp", scale=1.0))
+    one_plain, _ = train_step(step.init_state(jax.random.key(0), cfg, tx, 3), x[:, :5],
+                              x[:, 1:], cfg=cfg, tx=tx)
     assert_trees_close((one_sg.params, one_sg.carry), (one_plain.params, one_plain.carry),
                        rtol=1e-6, atol=1e-7)
 
@@ -137,11 +138,8 @@ def test_jit_equals_no_jit():
                                np.concatenate([m["sg_loss"] for m in mb]), rtol=1e-5)
 
 
-def test_training_with_synthetic_gradients_logs_them_and_learns(tmp_path):
-    text = "a b c d e f g h\n" * 200
-    for split in data.SPLITS:
-        (tmp_path / f"{split}.txt").write_text(text)
-    corpus = data.load_corpus(tmp_path)
+def test_training_with_synthetic_gradients_logs_them_and_learns(tmp_path, repetitive_corpus):
+    corpus = repetitive_corpus
     mcfg = ModelConfig(vocab_size=len(corpus.vocab), embed_dim=16, hidden_dim=16, cell="lstm")
     cfg = TrainConfig(batch_size=4, bptt=4, optimizer="adam", lr=0.02, clip=5.0, epochs=2,
                       log_every=20, synthetic_gradients="mlp", sg_scale=0.5, sg_lr=1e-3)

@@ -21,11 +21,8 @@ def test_plateau_rule_divides_by_four_when_val_does_not_improve():
     assert train.plateau_update(best, 120.0, scale, 0.25) == (120.0, 0.25)
 
 
-def test_tiny_model_learns_a_repetitive_corpus(tmp_path):
-    text = "a b c d e f g h\n" * 300
-    for split in data.SPLITS:
-        (tmp_path / f"{split}.txt").write_text(text)
-    corpus = data.load_corpus(tmp_path)
+def test_tiny_model_learns_a_repetitive_corpus(tmp_path, repetitive_corpus):
+    corpus = repetitive_corpus
     mcfg = ModelConfig(vocab_size=len(corpus.vocab), embed_dim=16, hidden_dim=16, cell="lstm")
     cfg = TrainConfig(batch_size=4, bptt=8, optimizer="adam", lr=0.02, clip=5.0, epochs=3)
     summary = train.fit(mcfg, cfg, corpus, tmp_path / "run", echo=lambda s: None)
