@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_rnnlm import data, step
+from jax_rnnlm.bench import harness, peers
 from jax_rnnlm.config import ModelConfig
 
 LR, CLIP = 1.0, 0.25
@@ -65,19 +66,8 @@ def torch_train(a, steps):
     torch.set_num_threads(os.cpu_count())
     corpus = data.load_corpus("ptb")
     V, H = len(corpus.vocab), a.hidden
-    rnn_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[a.cell]
-
-    class LM(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed, self.rnn = nn.Embedding(V, H), rnn_cls(H, H, a.layers, batch_first=True)
-            self.out = nn.Linear(H, V)
-
-        def forward(self, x, h):
-            o, h = self.rnn(self.embed(x), h)
-            return self.out(o), h
-
-    m = LM()
+    spec = harness.Spec("cli", a.cell, a.layers, H, bptt=a.bptt, batch=a.batch)
+    m = peers.torch_lm(spec, V)  # the bench's PyTorch model
     opt = torch.optim.SGD(m.parameters(), lr=LR)
     ids = torch.from_numpy(data.train_streams(corpus.train, a.batch, a.bptt).astype("int64"))
     zero = lambda b: (torch.zeros(a.layers, b, H),) * (2 if a.cell == "lstm" else 1)

@@ -222,7 +222,7 @@ class TorchPeer(Peer):
         self.torch, self.F, self.spec, self.opts = torch, F, spec, opts
         # on a GPU, nn.RNN/LSTM/GRU run cuDNN's fused kernels
         self.device = torch.device("cuda" if opts.get("device") == "gpu" else "cpu")
-        self.m = _torch_lm(spec, corpus["vocab"]).to(self.device)
+        self.m = torch_lm(spec, corpus["vocab"]).to(self.device)
         self.opt = torch.optim.SGD(self.m.parameters(), lr=1.0)
         self.streams = Streams(spec, corpus, opts["windows"])
         self.train_BL = torch.from_numpy(self.streams.train_BL.astype("int64")).to(self.device)
@@ -272,7 +272,7 @@ class TorchPeer(Peer):
         return time.perf_counter() - t, n * batch * T
 
 
-def _torch_lm(spec, V):
+def torch_lm(spec, V):
     """The PyTorch language model of ``spec`` (dropout between layers as in the others)."""
     import torch.nn as nn
     H, n_layers = spec.hidden, spec.layers
