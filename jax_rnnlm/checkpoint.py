@@ -9,7 +9,9 @@ directory and renames it when complete, and deletes old steps only after that,
 so a kill at any moment leaves the previous good step in place.
 """
 import dataclasses
+import logging
 import sys
+import traceback
 
 import jax
 import orbax.checkpoint as ocp
@@ -92,11 +94,13 @@ class Checkpoints:
 
 def _ignore_closed_loop_callbacks():
     """When one array of a checkpoint fails to read, orbax abandons the restore's event
-    loop while TensorStore still completes the other reads; their callbacks then hit
-    the closed loop, at any later moment, and Python prints a traceback for each.
+    loop while TensorStore still completes the other reads. Their echoes then reach
+    the terminal at any later moment: callbacks that hit the closed loop (an
+    unraisable "Event loop is closed" per array) and read tasks whose failure nobody
+    retrieved (asyncio's "Task exception was never retrieved", with a traceback).
     The failure itself is reported in one line by ``restore``. From the first restore
-    on, this process drops exactly those echoes; any other unraisable error still
-    reaches the hook that was there before."""
+    on, this process drops exactly those two echoes; any other unraisable error or
+    asyncio message still reaches its handler."""
     previous = sys.unraisablehook
     if getattr(previous, "drops_closed_loop_callbacks", False):
         return
@@ -107,6 +111,15 @@ def _ignore_closed_loop_callbacks():
             previous(unraisable)
     hook.drops_closed_loop_callbacks = True
     sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_abandoned_orbax_read)
+
+
+def _abandoned_orbax_read(record):
+    """False for asyncio's report of an orbax read task whose exception was never retrieved."""
+    exc = record.exc_info[2] if record.exc_info else None
+    return not (record.getMessage().startswith("Task exception was never retrieved")
+                and exc is not None
+                and any("orbax" in f.filename for f in traceback.extract_tb(exc)))
 
 
 def restore_state(workdir, template_state, which="last"):
