@@ -25,7 +25,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jax_rnnlm import data, step
+from jax_rnnlm import data, optim, step
 from jax_rnnlm.bench import harness, peers
 from jax_rnnlm.config import ModelConfig
 
@@ -92,7 +92,7 @@ class InnerLoop:
         corpus = data.load_corpus("ptb")
         cfg = ModelConfig(vocab_size=len(corpus.vocab), embed_dim=a.hidden, hidden_dim=a.hidden,
                           num_layers=a.layers, cell=a.cell, dtype=a.dtype)
-        tx = step.make_optimizer("sgd", LR, CLIP)
+        tx = optim.make_optimizer("sgd", LR, CLIP)
         self.state = step.init_state(jax.random.key(0), cfg, tx, a.batch)
         self.streams = jnp.asarray(data.train_streams(corpus.train, a.batch, a.bptt))
         self.run = step.jit_train_windows(cfg, tx, a.bptt)

@@ -11,7 +11,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jax_rnnlm import data, step
+from jax_rnnlm import data, optim, step
 from jax_rnnlm.config import DNIConfig, ModelConfig
 
 
@@ -26,7 +26,7 @@ def main():
     corpus = data.load_corpus("ptb", "char")
     cfg = ModelConfig(vocab_size=len(corpus.vocab), embed_dim=128, hidden_dim=a.hidden,
                       cell="lstm")
-    tx = step.make_optimizer("adam", 0.002, 1.0)
+    tx = optim.make_optimizer("adam", 0.002, 1.0)
     streams = jnp.asarray(data.train_streams(corpus.train, a.batch, a.bptt))
     variants = {"plain": None, "dni linear": DNIConfig("linear", 0.1, 1e-3),
                 "dni mlp": DNIConfig("mlp", 0.5, 1e-3)}

@@ -25,7 +25,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jax_rnnlm import data, parallel, step  # noqa: E402
+from jax_rnnlm import data, optim, parallel, step  # noqa: E402
 from jax_rnnlm.config import ModelConfig  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def main(argv=None):
     B, T, W = args.batch_size, args.bptt, args.windows_per_call
     mcfg = ModelConfig(vocab_size=args.vocab, embed_dim=args.hidden, hidden_dim=args.hidden,
                        cell="lstm")
-    tx = step.make_optimizer("sgd", 1.0, 0.25)
+    tx = optim.make_optimizer("sgd", 1.0, 0.25)
     fresh = lambda: step.init_state(jax.random.key(0), mcfg, tx, B)
     ids = np.random.default_rng(0).integers(0, args.vocab, B * (W * T + 1), dtype=np.int32)
     streams = data.train_streams(ids, B, T)

@@ -21,7 +21,7 @@ Shape alphabet, used in every docstring and array name (``h_BTH`` is [B, T, H]):
     K  beam width
 
 The pure core (arrays in, arrays out): ``cells``, ``precision``, ``layers``,
-``model``, ``step``, ``dni``, ``data``, ``generate``; ``config`` declares the settings.
+``model``, ``optim``, ``step``, ``dni``, ``adapt``, ``data``, ``generate``; ``config`` declares the settings.
 Running a job: ``train`` (the host loop), ``workdir``, ``checkpoint``,
 ``parallel``, ``progress``, ``plot``, ``cli``. The seed's other RNN uses:
 ``seqtasks``. The benchmark: ``bench``.
@@ -31,8 +31,9 @@ from jax_rnnlm.config import ModelConfig, TrainConfig
 from jax_rnnlm.data import Corpus, Vocab, batchify, load_corpus, windows
 from jax_rnnlm.generate import log_prob, sample
 from jax_rnnlm.model import forward, init_carry, init_params, loss, token_losses
-from jax_rnnlm.step import (TrainState, evaluate, init_state, jit_train_windows,
-                            make_optimizer, train_step, train_windows)
+from jax_rnnlm.optim import make_optimizer
+from jax_rnnlm.step import (TrainState, evaluate, init_state, jit_train_windows, train_step,
+                            train_windows)
 from jax_rnnlm.train import fit
 
 __all__ = ["Corpus", "ModelConfig", "TrainConfig", "TrainState", "Trained", "Vocab",

@@ -16,7 +16,7 @@ import traceback
 import jax
 import orbax.checkpoint as ocp
 
-from jax_rnnlm import data, step, workdir as wd
+from jax_rnnlm import data, optim, step, workdir as wd
 from jax_rnnlm.config import ModelConfig
 
 
@@ -144,10 +144,11 @@ class Trained:
 
 
 def load_trained(workdir, which="last"):
-    """The newest (or best-validation) params of a workdir, with what is needed to use them."""
+    """The newest (or best-validation) params of a workdir, with what is needed to use them
+    (NT-ASGD runs: the averaged params, once averaging has begun)."""
     model_cfg, cfg, data_info, vocab = wd.read_run_info(workdir)
-    tx = step.make_optimizer(cfg.optimizer, cfg.lr, cfg.clip)
+    tx = optim.from_config(cfg)
     template = step.init_state(jax.random.key(cfg.seed), model_cfg, tx, cfg.batch_size, cfg.dni)
     state = restore_state(workdir, template, which=which)
-    return Trained(model_cfg, data_info["level"], data_info["source"], vocab, state.params,
-                   int(state.step))
+    return Trained(model_cfg, data_info["level"], data_info["source"], vocab,
+                   optim.eval_params(state.params, state.opt_state), int(state.step))

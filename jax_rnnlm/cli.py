@@ -8,7 +8,7 @@ import dataclasses
 import json
 import sys
 
-from jax_rnnlm import bench, checkpoint, config, data, generate, parallel, plot, step, train
+from jax_rnnlm import adapt, bench, checkpoint, config, data, generate, parallel, plot, step, train
 from jax_rnnlm.config import ModelConfig, TrainConfig, help_of
 from jax_rnnlm.workdir import WorkdirError
 
@@ -25,7 +25,8 @@ def _add_config_flags(parser, cls, skip=()):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction,
                                 default=field.default, help=help_of(field))
         else:
-            typ = {"int": int, "float": float, "str": str}.get(field.type, field.type)
+            typ = {"int": int, "float": float, "str": str, float | None: float}.get(field.type,
+                                                                                  field.type)
             parser.add_argument(flag, type=typ, default=field.default,
                                 help=f"{help_of(field)} (default: {field.default})")
 
@@ -68,6 +69,25 @@ def _trained_parser(sub, name, help):
     return p
 
 
+def _adapt_flags(ev):
+    ad = ev.add_argument_group("evaluation-time adaptation (reported beside the static "
+                               "perplexity; the saved weights are never changed)")
+    ad.add_argument("--dynamic", choices=adapt.RULES, help="dynamic evaluation: a gradient "
+                    "step on each window after scoring it (Krause et al. 2018)")
+    ad.add_argument("--dynamic-lr", type=float, nargs="+", default=[1e-3],
+                    help="its step size (several: tuned on the valid split; default: 1e-3)")
+    ad.add_argument("--dynamic-decay", type=float, nargs="+", default=[0.0],
+                    help="rms rule: pull back toward the trained weights (several: tuned)")
+    ad.add_argument("--ms-windows", type=int, default=1000, help="rms rule: train windows "
+                    "that measure the mean squared gradient (default: 1000)")
+    ad.add_argument("--cache", type=int, nargs="+", metavar="N", help="neural cache of the "
+                    "last N positions (Grave et al. 2017; several: tuned)")
+    ad.add_argument("--cache-theta", type=float, nargs="+", default=[0.3],
+                    help="θ, flatness of the cache distribution (several: tuned; default: 0.3)")
+    ad.add_argument("--cache-lambda", type=float, nargs="+", default=[0.1],
+                    help="λ, weight of the cache in the mixture (several: tuned; default: 0.1)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="jax-rnnlm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,7 +98,9 @@ def build_parser():
     ev.add_argument("--split", choices=data.SPLITS, default="test", help="which split")
     ev.add_argument("--batch-size", type=int, default=1, help="parallel streams (default: 1)")
     ev.add_argument("--bptt", type=int, default=35, help="window length (no effect on the "
-                    "result beyond float rounding; default: 35)")
+                    "static result beyond float rounding; with --dynamic, the adaptation "
+                    "segment; default: 35)")
+    _adapt_flags(ev)
     gen = _trained_parser(sub, "generate", "sample text from a trained model")
     gen.add_argument("--prompt", default="", help="text to continue (default: a new sentence)")
     gen.add_argument("--length", type=int, default=50, help="tokens to sample (default: 50)")
@@ -143,11 +165,78 @@ def cmd_train(args):
 def cmd_eval(args):
     run = checkpoint.load_trained(args.workdir, args.checkpoint)
     corpus = data.load_corpus(args.data or run.source, args.level or run.level, vocab=run.vocab)
-    ppl, count = step.evaluate(run.params, run.model_cfg, getattr(corpus, args.split),
-                               batch_size=args.batch_size, bptt=args.bptt,
-                               source=f"{args.split} split")
-    print(json.dumps({"split": args.split, "ppl": ppl, "tokens": count,
-                      "batch_size": args.batch_size, "step": run.step}))
+    record = {"split": args.split}
+    if args.dynamic and args.cache:
+        raise ValueError("--dynamic and --cache are separate adaptations: choose one")
+    if args.dynamic:
+        record.update(_eval_dynamic(run, corpus, args))
+    elif args.cache:
+        record.update(_eval_cache(run, corpus, args))
+    else:
+        record["ppl"], record["tokens"] = step.evaluate(
+            run.params, run.model_cfg, getattr(corpus, args.split), batch_size=args.batch_size,
+            bptt=args.bptt, source=f"{args.split} split")
+    print(json.dumps({**record, "batch_size": args.batch_size, "step": run.step}))
+
+
+def _tuned(score, settings, split, echo):
+    """(best setting, its valid ppl): each setting scored on the valid split when there
+    are several to choose from, else (the one setting, None)."""
+    if len(settings) == 1 or split == "valid":
+        return settings[0], None
+    scored = []
+    for s in settings:
+        scored.append((score(s), s))
+        echo(f"valid ppl {scored[-1][0]:.3f} with {s}")
+    ppl, best = min(scored, key=lambda x: x[0])
+    return best, ppl
+
+
+def _eval_dynamic(run, corpus, args):
+    echo = lambda s: print(s, file=sys.stderr)  # noqa: E731
+    ms = None
+    if args.dynamic == "rms":
+        ms = adapt.mean_square_grads(run.params, run.model_cfg, corpus.train,
+                                     batch_size=args.batch_size, bptt=args.bptt,
+                                     max_windows=args.ms_windows)
+    settings = [adapt.DynamicConfig(args.dynamic, lr, decay) for lr in args.dynamic_lr
+                for decay in (args.dynamic_decay if args.dynamic == "rms" else [0.0])]
+
+    def ppl(split, dyn):
+        return adapt.dynamic_perplexity(run.params, run.model_cfg, getattr(corpus, split), dyn,
+                                        batch_size=args.batch_size, bptt=args.bptt, ms=ms,
+                                        source=f"{split} split")
+    if len(settings) > 1 and args.split == "valid":
+        raise ValueError("several --dynamic-lr/--dynamic-decay values are tuned on the valid "
+                         "split; evaluate another --split with them")
+    best, valid_ppl = _tuned(lambda d: ppl("valid", d)[0], settings, args.split, echo)
+    adapted, count = ppl(args.split, best)
+    static, _ = step.evaluate(run.params, run.model_cfg, getattr(corpus, args.split),
+                              batch_size=args.batch_size, bptt=args.bptt,
+                              source=f"{args.split} split")
+    return {"ppl": adapted, "static_ppl": static, "tokens": count,
+            "dynamic": dataclasses.asdict(best), "tuned_valid_ppl": valid_ppl}
+
+
+def _eval_cache(run, corpus, args):
+    settings = adapt.cache_grid(args.cache, args.cache_theta, args.cache_lambda)
+    if len(settings) > 1 and args.split == "valid":
+        raise ValueError("several --cache/--cache-theta/--cache-lambda values are tuned on the "
+                         "valid split; evaluate another --split with them")
+    kw = dict(batch_size=args.batch_size, bptt=args.bptt)
+    valid_ppl = None
+    if len(settings) > 1:
+        scored, _, _ = adapt.cache_perplexities(run.params, run.model_cfg, corpus.valid,
+                                                settings, source="valid split", **kw)
+        best, valid_ppl = min(scored, key=lambda x: x[1])
+        settings = [best]
+    [(best, adapted)], _, count = adapt.cache_perplexities(
+        run.params, run.model_cfg, getattr(corpus, args.split), settings,
+        source=f"{args.split} split", **kw)
+    static, _ = step.evaluate(run.params, run.model_cfg, getattr(corpus, args.split),
+                              source=f"{args.split} split", **kw)
+    return {"ppl": adapted, "static_ppl": static, "tokens": count,
+            "cache": dataclasses.asdict(best), "tuned_valid_ppl": valid_ppl}
 
 
 def cmd_generate(args):

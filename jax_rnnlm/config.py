@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10
     import tomli as tomllib
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "ntasgd")
 SG_KINDS = ("none", "linear", "mlp")
 
 
@@ -63,10 +63,33 @@ class ModelConfig:
     vocab_size: int = field(help="V, number of word (or character) types")
     embed_dim: int = field(default=200, help="D, width of the word embedding")
     hidden_dim: int = field(default=200, help="H, width of each recurrent layer")
+    last_hidden_dim: int = field(
+        default=0, help="width of the last recurrent layer (0: --hidden-dim); AWD-LSTM sets "
+                        "it to --embed-dim so the output layer can be tied")
     num_layers: int = field(default=1, help="number of stacked recurrent layers")
     cell: str = field(default="lstm", help="recurrent cell: rnn (tanh), lstm or gru")
     dropout: float = field(
-        default=0.0, help="dropout on non-recurrent connections, in [0, 1) (Zaremba et al.)")
+        default=0.0, help="dropout on non-recurrent connections, in [0, 1) (Zaremba et al.): "
+                          "the embedding output, between layers and the last layer's output")
+    dropout_input: float | None = field(
+        default=None, help="dropout on the embedding output instead of --dropout (AWD: 0.4)")
+    dropout_hidden: float | None = field(
+        default=None, help="dropout between recurrent layers instead of --dropout (AWD: 0.25)")
+    variational: bool = field(
+        default=False, help="one dropout mask per stream and window, shared by its time steps "
+                            "(Gal & Ghahramani's variational / locked dropout)")
+    dropout_embed: float = field(
+        default=0.0, help="drop whole words: each type's embedding zeroed with this "
+                          "probability per window (AWD: 0.1)")
+    weight_drop: float = field(
+        default=0.0, help="DropConnect on the recurrent weights w_h, one mask per window "
+                          "(AWD: 0.5)")
+    ar: float = field(
+        default=0.0, help="activation regularisation: + ar * mean square of the last layer's "
+                          "dropped-out output, in training (AWD: 2)")
+    tar: float = field(
+        default=0.0, help="temporal activation regularisation: + tar * mean square of the last "
+                          "layer's h_t - h_{t-1}, in training (AWD: 1)")
     tie_weights: bool = field(
         default=False, help="output weight = embedding transposed (needs embed-dim == hidden-dim)")
     init_scale: float = field(
@@ -78,12 +101,25 @@ class ModelConfig:
     def __post_init__(self):
         _positive_ints(self, ("vocab_size", "embed_dim", "hidden_dim", "num_layers"))
         check_recurrent(self)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.tie_weights and self.embed_dim != self.hidden_dim:
-            raise ValueError(f"tie_weights needs embed_dim == hidden_dim, got "
-                             f"{self.embed_dim} != {self.hidden_dim}; set both equal "
-                             f"or drop --tie-weights")
+        for name in ("dropout", "dropout_input", "dropout_hidden", "dropout_embed",
+                     "weight_drop"):
+            rate = getattr(self, name)
+            if rate is not None and not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {rate}")
+        if not (self.ar >= 0.0 and self.tar >= 0.0):
+            raise ValueError(f"ar and tar must be >= 0, got {self.ar} and {self.tar}")
+        if self.last_hidden_dim < 0:
+            raise ValueError(f"last_hidden_dim must be >= 0, got {self.last_hidden_dim}")
+        if self.tie_weights and self.embed_dim != self.layer_dims[-1]:
+            raise ValueError(f"tie_weights needs embed_dim == the last layer's width, got "
+                             f"{self.embed_dim} != {self.layer_dims[-1]}; set them equal "
+                             f"(--hidden-dim, or --last-hidden-dim) or drop --tie-weights")
+
+    @property
+    def layer_dims(self):
+        """The width of each recurrent layer: H, the last one possibly narrower."""
+        return [self.hidden_dim] * (self.num_layers - 1) + [self.last_hidden_dim or
+                                                            self.hidden_dim]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,10 +127,17 @@ class TrainConfig:
     batch_size: int = field(
         default=20, help="B, number of parallel streams in a train step")
     bptt: int = field(default=35, help="T, time steps per truncated-BPTT window")
-    optimizer: str = field(default="sgd", help="sgd or adam")
+    optimizer: str = field(
+        default="sgd", help="sgd, adam, or ntasgd: SGD, then evaluating (and keeping) the "
+                            "average of the iterates once val ppl stops improving (AWD)")
+    nonmono: int = field(
+        default=5, help="ntasgd: start averaging when val ppl is worse than the best of the "
+                        "checks more than this many epochs back")
     lr: float = field(
         default=1.0, help="learning rate for the loss averaged over the B*T tokens of a window")
     clip: float = field(default=0.25, help="clip the gradient to this global norm")
+    weight_decay: float = field(
+        default=0.0, help="L2 weight decay added to the clipped gradient (AWD: 1.2e-6)")
     lr_decay: float = field(
         default=1.0, help="lr factor per epoch once --decay-after epochs are done (Zaremba: 0.5)")
     decay_after: int = field(
@@ -141,13 +184,15 @@ class TrainConfig:
         return DNIConfig(self.synthetic_gradients, self.sg_scale, self.sg_lr)
 
     def __post_init__(self):
-        _positive_ints(self, ("batch_size", "bptt", "epochs", "eval_batch_size",
+        _positive_ints(self, ("batch_size", "bptt", "epochs", "eval_batch_size", "nonmono",
                               "test_batch_size", "windows_per_call", "log_every"))
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of "
                              f"{sorted(OPTIMIZERS)}")
         if not (math.isfinite(self.lr) and 0.0 < self.lr <= 1e4):
             raise ValueError(f"lr must be in (0, 1e4], got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0.0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not self.clip > 0.0:
             raise ValueError(f"clip must be > 0 (the max gradient norm), got {self.clip}")
         if not 0.0 < self.lr_decay <= 1.0 or not 0.0 < self.plateau_factor <= 1.0:
@@ -200,6 +245,22 @@ PRESETS = {
                             hidden_dim=650, dropout=0.5, init_scale=0.05, batch_size=20,
                             bptt=35, optimizer="sgd", lr=35.0, clip=5 / 35, lr_decay=0.8,
                             decay_after=6, epochs=39),
+    # Zaremba medium's size and schedule with tied weights and AWD-LSTM's regularisers
+    # (experiments/ptb_lstm_medium.py): variational dropout, embedding and weight drop, AR/TAR.
+    "ptb-lstm-medium-reg": dict(data="ptb", cell="lstm", num_layers=2, embed_dim=650,
+                                hidden_dim=650, tie_weights=True, variational=True, dropout=0.5,
+                                dropout_input=0.5, dropout_hidden=0.3, dropout_embed=0.1,
+                                weight_drop=0.2, ar=2.0, tar=1.0, init_scale=0.05,
+                                batch_size=20, bptt=35, optimizer="sgd", lr=35.0, clip=5 / 35,
+                                lr_decay=0.8, decay_after=6, epochs=39),
+    # AWD-LSTM (Merity et al. 2018, their PTB command): 3 layers, 1150 wide, the last 400
+    # wide and tied, NT-ASGD at lr 30. Meant for a GPU (experiments/awd_lstm.py).
+    "awd-lstm": dict(data="ptb", cell="lstm", num_layers=3, embed_dim=400, hidden_dim=1150,
+                     last_hidden_dim=400, tie_weights=True, variational=True, dropout=0.4,
+                     dropout_input=0.4, dropout_hidden=0.25, dropout_embed=0.1, weight_drop=0.5,
+                     ar=2.0, tar=1.0, init_scale=0.1, batch_size=20, bptt=70,
+                     optimizer="ntasgd", lr=30.0, clip=0.25, weight_decay=1.2e-6, nonmono=5,
+                     epochs=500, eval_batch_size=10, test_batch_size=1),
     # The seed's tanh RNN, tuned here (experiments/ptb_rnn.py). SGD at lr 20 diverged
     # for this model (val ppl 1.3e6 after one epoch); Adam at 2e-3 trains it.
     "ptb-rnn": dict(data="ptb", cell="rnn", num_layers=1, embed_dim=300, hidden_dim=300,

@@ -62,7 +62,7 @@ def optimizer(dni_cfg: DNIConfig):
 
 def carry_width(cfg):
     """S of a language model's carry: H per layer, twice for lstm's (h, c)."""
-    return cfg.num_layers * cfg.hidden_dim * (2 if cfg.cell == "lstm" else 1)
+    return sum(cfg.layer_dims) * (2 if cfg.cell == "lstm" else 1)
 
 
 def predict(sg, carry):

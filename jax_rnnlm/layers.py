@@ -108,13 +108,27 @@ def length_mask(lengths_B, T):
     return jnp.arange(T, dtype=lengths_B.dtype)[None, :] < lengths_B[:, None]
 
 
-def dropout(key, x, rate):
+def dropout(key, x, rate, shared_axis=None):
     """Inverted dropout: zero each entry with probability ``rate``, scale the rest.
-    The identity when ``key`` is None or ``rate`` is 0 (evaluation)."""
+    The identity when ``key`` is None or ``rate`` is 0 (evaluation). With
+    ``shared_axis`` one mask serves every position along that axis: axis 0 of a
+    time-major [T, B, D] gives variational (locked) dropout, one mask per stream."""
     if rate == 0.0 or key is None:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    shape = tuple(1 if i == shared_axis else n for i, n in enumerate(x.shape))
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def drop_words(key, x_TBD, tokens_TB, vocab_size, rate):
+    """Embedding dropout (Gal & Ghahramani 2016): each of the V word types is dropped
+    with probability ``rate`` for the whole call, every occurrence's embedding
+    zeroed, the kept ones scaled by 1 / (1 - rate). Same as masking rows of the
+    [V, D] embedding before the lookup, without touching all V rows."""
+    if rate == 0.0 or key is None:
+        return x_TBD
+    keep_TB1 = jnp.take(jax.random.bernoulli(key, 1.0 - rate, (vocab_size,)), tokens_TB)[..., None]
+    return jnp.where(keep_TB1, x_TBD / (1.0 - rate), 0.0).astype(x_TBD.dtype)
 
 
 def affine(h_NH, w_HV, b_V, dtype="float32"):

@@ -8,8 +8,8 @@ Params are a plain pytree in the seed's layout::
 
 Every function takes ``(params, cfg, carry, ...)`` with ``cfg`` a ModelConfig
 (static under ``jax.jit``): the matmul precision comes from ``cfg.dtype``, and
-dropout (rate ``cfg.dropout``) applies exactly when a PRNG ``key`` is given, so
-training passes a key and evaluation does not.
+the regularisers (dropout in its variants, weight drop, AR/TAR) apply exactly
+when a PRNG ``key`` is given, so training passes a key and evaluation does not.
 """
 import jax
 import jax.numpy as jnp
@@ -25,19 +25,20 @@ def init_params(key, cfg: ModelConfig):
     s = cfg.init_scale
     params = {
         "embed": uniform(k_embed, (cfg.vocab_size, cfg.embed_dim), s),
-        "layers": [init_cell(k, cfg.cell, cfg.embed_dim if i == 0 else cfg.hidden_dim,
-                             cfg.hidden_dim, s) for i, k in enumerate(k_layers)],
+        "layers": [init_cell(k, cfg.cell, d_in, d_out, s) for k, d_in, d_out in
+                   zip(k_layers, [cfg.embed_dim] + cfg.layer_dims[:-1], cfg.layer_dims)],
         "out": {"b": jnp.zeros((cfg.vocab_size,), jnp.float32)},
     }
     if not cfg.tie_weights:
-        params["out"]["w"] = uniform(k_out, (cfg.hidden_dim, cfg.vocab_size), s)
+        params["out"]["w"] = uniform(k_out, (cfg.layer_dims[-1], cfg.vocab_size), s)
     return params
 
 
 def init_carry(cfg: ModelConfig, batch_size: int):
-    """Zero recurrent state: a list with one carry per layer (h [B, H], or (h, c) for lstm)."""
+    """Zero recurrent state: a list with one carry per layer (h [B, H], or (h, c) for lstm;
+    the last layer's H is ``cfg.layer_dims[-1]``)."""
     zero = CELLS[cfg.cell].zero_carry
-    return [zero(batch_size, cfg.hidden_dim, jnp.float32) for _ in range(cfg.num_layers)]
+    return [zero(batch_size, h, jnp.float32) for h in cfg.layer_dims]
 
 
 def output_weight(params):
@@ -46,21 +47,63 @@ def output_weight(params):
     return out["w"] if "w" in out else params["embed"].T
 
 
-def hidden_states(params, cfg: ModelConfig, carry, tokens_BT, key=None):
-    """Embedding and recurrent stack. Returns (h [B·T, H] rows in b-major order, carry)."""
+def dropout_rates(cfg: ModelConfig):
+    """Training dropout of the L + 1 non-recurrent connections: the embedding output,
+    the L - 1 connections between layers, the last layer's output."""
+    first = cfg.dropout if cfg.dropout_input is None else cfg.dropout_input
+    between = cfg.dropout if cfg.dropout_hidden is None else cfg.dropout_hidden
+    return [first] + [between] * (cfg.num_layers - 1) + [cfg.dropout]
+
+
+def recurrent_stack(params, cfg: ModelConfig, carry, tokens_BT, key=None):
+    """Embedding and recurrent stack, time-major: (last layer's output before its
+    dropout [T, B, H], after it [T, B, H], carry). With a ``key`` (training) every
+    regulariser of ``cfg`` applies: dropout (variational: one mask per stream and
+    window), embedding dropout, weight drop on each layer's w_h."""
     n = len(params["layers"]) + 1
-    rate = cfg.dropout if key is not None else 0.0
-    keys = list(jax.random.split(key, n)) if rate else [None] * n
+    train = key is not None
+    keys = list(jax.random.split(key, n)) if train else [None] * n
+    rates = dropout_rates(cfg)
+    time_axis = 0 if cfg.variational else None
     with jax.named_scope("embedding"):  # scopes name the parts in profiles (bench --profile)
-        x = layers.dropout(keys[0], layers.embedding(params["embed"], tokens_BT.T), rate)
+        x = layers.embedding(params["embed"], tokens_BT.T)
+        if train:
+            x = layers.drop_words(jax.random.fold_in(key, n), x, tokens_BT.T, cfg.vocab_size,
+                                  cfg.dropout_embed)
+        x = layers.dropout(keys[0], x, rates[0], time_axis)
     new_carry = []
     with jax.named_scope("recurrence"):
-        for p, c, k in zip(params["layers"], carry, keys[1:], strict=True):
-            x, c = layers.recurrent_layer(p, c, x, dtype=cfg.dtype)
-            x = layers.dropout(k, x, rate)
+        for i, (p, c) in enumerate(zip(params["layers"], carry, strict=True)):
+            if train and cfg.weight_drop:
+                w_h = layers.dropout(jax.random.fold_in(key, n + 1 + i), p["w_h"],
+                                     cfg.weight_drop)
+                p = {**p, "w_h": w_h}
+            raw, c = layers.recurrent_layer(p, c, x, dtype=cfg.dtype)
+            x = layers.dropout(keys[i + 1], raw, rates[i + 1], time_axis)
             new_carry.append(c)
-        h_BTH = x.swapaxes(0, 1)
-        return h_BTH.reshape(-1, h_BTH.shape[-1]), new_carry
+    return raw, x, new_carry
+
+
+def rows(h_TBH):
+    """[T, B, H] -> [B·T, H] rows in b-major order (the order of targets_BT.reshape(-1))."""
+    return h_TBH.swapaxes(0, 1).reshape(-1, h_TBH.shape[-1])
+
+
+def hidden_states(params, cfg: ModelConfig, carry, tokens_BT, key=None):
+    """Embedding and recurrent stack. Returns (h [B·T, H] rows in b-major order, carry)."""
+    _, h_TBH, carry = recurrent_stack(params, cfg, carry, tokens_BT, key)
+    return rows(h_TBH), carry
+
+
+def activation_penalty(cfg: ModelConfig, raw_TBH, h_TBH):
+    """AR + TAR (Merity et al. 2018): ar * mean(h²) of the dropped-out last-layer output,
+    tar * mean((h_t - h_{t-1})²) of the output before dropout, within the window."""
+    penalty = 0.0
+    if cfg.ar:
+        penalty = penalty + cfg.ar * jnp.mean(jnp.square(h_TBH))
+    if cfg.tar and raw_TBH.shape[0] > 1:
+        penalty = penalty + cfg.tar * jnp.mean(jnp.square(raw_TBH[1:] - raw_TBH[:-1]))
+    return penalty
 
 
 def forward(params, cfg: ModelConfig, carry, tokens_BT, key=None):
@@ -81,7 +124,13 @@ def token_losses(params, cfg: ModelConfig, carry, inputs_BT, targets_BT, key=Non
 def loss(params, cfg: ModelConfig, carry, inputs_BT, targets_BT, key=None):
     """Mean cross-entropy over the window's B·T target tokens, and the new carry.
 
-    inputs, targets [B, T] int. Perplexity is exp of this mean.
+    inputs, targets [B, T] int. Perplexity is exp of this mean. In training (with
+    a ``key``) the AR/TAR penalties of ``cfg`` are added to it.
     """
-    ce_BT, carry = token_losses(params, cfg, carry, inputs_BT, targets_BT, key)
-    return jnp.mean(ce_BT), carry
+    raw_TBH, h_TBH, carry = recurrent_stack(params, cfg, carry, inputs_BT, key)
+    ce_N = layers.affine_cross_entropy(rows(h_TBH), output_weight(params), params["out"]["b"],
+                                       targets_BT.reshape(-1), cfg.dtype)
+    objective = jnp.mean(ce_N)
+    if key is not None and (cfg.ar or cfg.tar):
+        objective = objective + activation_penalty(cfg, raw_TBH, h_TBH)
+    return objective, carry

@@ -19,39 +19,18 @@ import numpy as np
 import optax
 
 from jax_rnnlm import data, dni, model
-from jax_rnnlm.config import OPTIMIZERS, DNIConfig, ModelConfig
-
-_OPTAX = {"sgd": optax.sgd, "adam": optax.adam}
-assert set(_OPTAX) == set(OPTIMIZERS)
+from jax_rnnlm.config import DNIConfig, ModelConfig
 
 
 @flax.struct.dataclass
 class TrainState:
     params: dict       # model params (see model.py)
-    opt_state: tuple   # optax state; holds the current learning rate
+    opt_state: tuple   # optax state (optim.py); holds the current learning rate
     carry: list        # recurrent state [B, H] per layer, flowing from window to window
     key: jax.Array     # PRNG key for dropout
     step: jax.Array    # train steps done, int32 scalar
     sg: dict | None = None            # synthetic-gradient module (dni.py), or None
     sg_opt_state: tuple | None = None  # its optimizer state
-
-
-def make_optimizer(name="sgd", lr=1.0, clip=0.25):
-    """Global-norm clipping, then SGD or Adam with an injectable learning rate.
-
-    The one optimizer factory of the project (the sequence tasks use it too)."""
-    opt = optax.inject_hyperparams(_OPTAX[name])(learning_rate=lr)
-    return optax.chain(optax.clip_by_global_norm(clip), opt)
-
-
-def learning_rate(opt_state):
-    """The learning rate held in an optimizer state of ``make_optimizer``."""
-    return float(optax.tree_utils.tree_get(opt_state, "learning_rate"))
-
-
-def with_learning_rate(opt_state, lr):
-    """The optimizer state with its learning rate set to ``lr``."""
-    return optax.tree_utils.tree_set(opt_state, learning_rate=jnp.asarray(lr, jnp.float32))
 
 
 def init_state(key, cfg: ModelConfig, tx, batch_size, dni_cfg: DNIConfig | None = None):

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_rnnlm import data, parallel, step, workdir as wd
+from jax_rnnlm import data, optim, parallel, step, workdir as wd
 from jax_rnnlm.checkpoint import Checkpoints
 from jax_rnnlm.config import ModelConfig, TrainConfig
 from jax_rnnlm.progress import ProgressBar
@@ -46,6 +46,7 @@ class LoopState:
     last_finite_loss: float | None = None
     sg_loss_sum: float = 0.0            # synthetic-gradient loss and cosine summed likewise
     sg_cos_sum: float = 0.0
+    val_history: tuple = ()             # validation perplexity of every epoch (NT-ASGD's trigger)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -185,6 +186,7 @@ def start_run(state, model_cfg, cfg, corpus, workdir, level, *, resume="auto", e
             if main:
                 wd.remove_stale_tmp(workdir)
             state, saved = ckpt.restore(state, echo=echo)
+            saved["val_history"] = tuple(saved.get("val_history", ()))  # JSON gave a list
             loop, resumed = LoopState(**saved), True
             echo(f"resuming from step {int(state.step)} (epoch {loop.epoch + 1}, "
                  f"window {loop.window})")
@@ -238,7 +240,7 @@ def train_epoch(state, loop, job):
         n = step0 + len(starts)
         log_point = n // cfg.log_every > step0 // cfg.log_every or n == cfg.max_steps
         job.bar.update(n, log_point=log_point, epoch=loop.epoch + 1, loss=float(losses.mean()),
-                       ppl=math.exp(losses.mean()), lr=step.learning_rate(state.opt_state),
+                       ppl=math.exp(losses.mean()), lr=optim.learning_rate(state.opt_state),
                        tok_s=job.clock.rate())
         if log_point:
             loop = write_train_line(job, state, loop)
@@ -257,7 +259,7 @@ def write_train_line(job, state, loop):
     sg = ({"sg_loss": loop.sg_loss_sum / n, "sg_cos": loop.sg_cos_sum / n}
           if job.cfg.dni is not None else {})
     job.log.write(step=int(state.step), epoch=loop.epoch + 1, train_loss=mean,
-                  train_ppl=math.exp(mean), lr=step.learning_rate(state.opt_state),
+                  train_ppl=math.exp(mean), lr=optim.learning_rate(state.opt_state),
                   tokens_per_s=job.clock.interval_rate(), skipped=loop.skipped,
                   wall_s=job.clock.wall(), **sg)
     return loop.replace(loss_sum=0.0, loss_count=0, sg_loss_sum=0.0, sg_cos_sum=0.0)
@@ -267,29 +269,38 @@ def begin_epoch(state, loop, cfg):
     """A fresh carry and this epoch's learning rate."""
     lr = epoch_lr(cfg, loop.epoch, loop.lr_scale)
     # zeros_like keeps the carry's placement (sharded over the batch axis)
-    return state.replace(opt_state=step.with_learning_rate(state.opt_state, lr),
+    return state.replace(opt_state=optim.with_learning_rate(state.opt_state, lr),
                          carry=jax.tree.map(jnp.zeros_like, state.carry))
 
 
 def end_epoch(state, loop, job):
-    """Validate, apply the plateau rule, save (and keep as best if it improved)."""
+    """Validate, apply the plateau rule and NT-ASGD's trigger, save (and keep as best
+    if it improved). Returns (state, loop, val ppl)."""
     val_ppl = validate(state, job)
     best = loop.best_val if loop.best_val is not None else math.inf
     best_val, lr_scale = plateau_update(best, val_ppl, loop.lr_scale, job.cfg.plateau_factor)
-    lr = step.learning_rate(state.opt_state)
+    history = (*loop.val_history, val_ppl)
+    if (job.cfg.optimizer == "ntasgd" and not optim.is_averaging(state.opt_state)
+            and optim.should_start_averaging(history, job.cfg.nonmono)):
+        state = state.replace(opt_state=optim.start_averaging(state.opt_state))
+        job.echo(f"epoch {loop.epoch + 1}: val ppl no better than {job.cfg.nonmono} epochs "
+                 f"ago; averaging the iterates from here on (NT-ASGD)")
+    lr = optim.learning_rate(state.opt_state)
     job.log.write(step=int(state.step), epoch=loop.epoch + 1, val_ppl=val_ppl, lr=lr,
-                  wall_s=job.clock.wall())
+                  averaging=optim.is_averaging(state.opt_state), wall_s=job.clock.wall())
     job.echo(f"epoch {loop.epoch + 1}: step {int(state.step)}, val ppl {val_ppl:.2f}, "
              f"lr {lr:.4g}, {job.clock.wall():.0f} s")
-    loop = loop.replace(epoch=loop.epoch + 1, window=0, best_val=best_val, lr_scale=lr_scale)
+    loop = loop.replace(epoch=loop.epoch + 1, window=0, best_val=best_val, lr_scale=lr_scale,
+                        val_history=history)
     job.ckpt.save(state, dataclasses.asdict(loop), best=val_ppl < best)
-    return loop, val_ppl
+    return state, loop, val_ppl
 
 
 def validate(state, job, split="valid"):
     cfg = job.cfg
     batch = cfg.eval_batch_size if split == "valid" else cfg.test_batch_size
-    return job.evaluate(state.params, job.model_cfg, getattr(job.corpus, split),
+    params = optim.eval_params(state.params, state.opt_state)  # NT-ASGD: the average
+    return job.evaluate(params, job.model_cfg, getattr(job.corpus, split),
                         batch_size=batch, bptt=cfg.bptt, source=f"{split} split")[0]
 
 
@@ -307,7 +318,7 @@ def fit(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, workdir,
     ``main`` process writes logs and run files; all of them save checkpoints together.
     """
     echo = echo if main else (lambda s: None)
-    tx = step.make_optimizer(cfg.optimizer, cfg.lr, cfg.clip)
+    tx = optim.from_config(cfg)
     state, streams, run_windows, evaluate = place_run(model_cfg, cfg, corpus, tx)
     state, loop, ckpt, resumed = start_run(state, model_cfg, cfg, corpus, workdir, level,
                                            resume=resume, echo=echo, main=main)
@@ -324,7 +335,7 @@ def fit(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, workdir,
                 state = begin_epoch(state, loop, cfg)
             state, loop = train_epoch(state, loop, job)
             if not reached_max_steps(state, cfg):
-                loop, val_ppl = end_epoch(state, loop, job)
+                state, loop, val_ppl = end_epoch(state, loop, job)
         if reached_max_steps(state, cfg) or val_ppl is None:
             val_ppl = validate(state, job)
             ckpt.save(state, dataclasses.asdict(loop))

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 import pytest
 
-from jax_rnnlm import checkpoint, data, model, step, train, workdir as wd
+from jax_rnnlm import checkpoint, data, model, optim, step, train, workdir as wd
 from jax_rnnlm.checkpoint import CheckpointError
 from jax_rnnlm.config import ModelConfig, TrainConfig
 from jax_rnnlm.workdir import WorkdirError
@@ -42,7 +42,7 @@ def losses(workdir):
 
 
 def template(mcfg, cfg):
-    tx = step.make_optimizer(cfg.optimizer, cfg.lr, cfg.clip)
+    tx = optim.from_config(cfg)
     return step.init_state(jax.random.key(cfg.seed), mcfg, tx, cfg.batch_size, cfg.dni)
 
 
@@ -53,11 +53,14 @@ def final_state(workdir):
 
 @pytest.mark.parametrize("extra, points", [
     ((), ("call:5", "mid-save:36", "call:6")),
-    (("--synthetic-gradients", "mlp", "--sg-scale", "0.5"), ("call:5", "call:6"))])
+    (("--synthetic-gradients", "mlp", "--sg-scale", "0.5"), ("call:5", "call:6")),
+    (("--optimizer", "ntasgd", "--nonmono", "1", "--variational", "--weight-drop", "0.3",
+      "--dropout-embed", "0.1", "--ar", "1", "--tar", "1"), ("call:5", "call:6"))])
 def test_killed_runs_resume_bitwise_identically(tiny_corpus_dir, extra, points):
     """Killed after call 5 (step 15; last save at 12), mid-save of step 36, after call 6
     of the third run (its first call compiles, the kill lands in epoch 3), then finished;
-    with synthetic gradients on, their module and its optimizer state resume too."""
+    with synthetic gradients on, their module and its optimizer state resume too; with
+    NT-ASGD and the AWD regularisers, the iterate average and the val history."""
     ref, cut = tiny_corpus_dir / "ref", tiny_corpus_dir / "cut"
     done = worker("never", train_args(tiny_corpus_dir, ref, *extra))
     assert done.returncode == 0, done.stderr

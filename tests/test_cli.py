@@ -1,10 +1,12 @@
 """The command line end to end: train -> eval on a tiny corpus, and clear errors."""
+import hashlib
 import json
 import math
 import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jax_rnnlm import config
@@ -115,6 +117,40 @@ def test_score_of_the_text_equals_eval_with_batch_one(trained, capsys):
     evaluated = json.loads(out)
     assert scored["total_tokens"] == evaluated["tokens"]
     assert scored["ppl"] == pytest.approx(evaluated["ppl"], rel=1e-4)
+
+
+def file_hashes(root):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("flags, key, tuned", [
+    (("--dynamic", "sgd", "--dynamic-lr", "0", "0.05"), "dynamic", True),
+    (("--dynamic", "rms", "--dynamic-lr", "1e-4", "--dynamic-decay", "0.01",
+      "--ms-windows", "5"), "dynamic", False),
+    (("--cache", "5", "20", "--cache-theta", "0.3", "--cache-lambda", "0", "0.2"), "cache",
+     True)])
+def test_eval_with_adaptation_reports_static_beside_adapted_and_keeps_the_weights(
+        trained, capsys, flags, key, tuned):
+    """Several values of a setting are tuned on the valid split (its ppl reported)."""
+    before = file_hashes(trained / "run")
+    code, out, err = run_main(capsys, "eval", "--workdir", trained / "run", "--bptt", "5",
+                              *flags)
+    assert code == 0, err
+    record = json.loads(out)
+    static = json.loads(run_main(capsys, "eval", "--workdir", trained / "run", "--bptt",
+                                 "5")[1])["ppl"]
+    assert record["static_ppl"] == static and np.isfinite(record["ppl"])
+    assert key in record and record["tokens"] == json.loads(run_main(
+        capsys, "eval", "--workdir", trained / "run")[1])["tokens"]
+    assert (record["tuned_valid_ppl"] is not None) == tuned
+    assert file_hashes(trained / "run") == before
+
+
+def test_eval_with_both_adaptations_is_a_one_line_error(trained, capsys):
+    code, _, err = run_main(capsys, "eval", "--workdir", trained / "run", "--dynamic", "sgd",
+                            "--cache", "10")
+    assert code == 2 and "choose one" in err
 
 
 def test_score_per_line_gives_consistent_log_probs(trained, capsys, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jax_rnnlm import dni, model, step, train
+from jax_rnnlm import dni, model, optim, step, train
 from jax_rnnlm.config import DNIConfig, ModelConfig, TrainConfig
 from support.trees import assert_trees_close, assert_trees_equal
 
@@ -91,7 +91,7 @@ def test_the_bootstrapped_target_equals_finite_differences(cell):
 
 def run_windows(dni_cfg, n_calls=3, seed=0, jit=True):
     cfg = tiny("lstm")
-    tx = step.make_optimizer("sgd", 1.0, 0.5)
+    tx = optim.make_optimizer("sgd", 1.0, 0.5)
     state = step.init_state(jax.random.key(seed), cfg, tx, 3, dni_cfg)
     streams = jax.random.randint(jax.random.key(7), (3, 31), 0, cfg.vocab_size)
     run = (step.jit_train_windows(cfg, tx, 5, dni_cfg) if jit else
@@ -116,7 +116,7 @@ def test_scale_zero_is_bitwise_plain_truncated_bptt(kind):
 def test_a_zero_initialised_module_starts_as_plain_truncated_bptt():
     """The first window: the SG's last layer is zero, so nothing is added yet."""
     cfg = tiny("lstm")
-    tx = step.make_optimizer("sgd", 1.0, 0.5)
+    tx = optim.make_optimizer("sgd", 1.0, 0.5)
     s0 = step.init_state(jax.random.key(0), cfg, tx, 3, DNIConfig("mlp", scale=1.0))
     x = jax.random.randint(jax.random.key(7), (3, 6), 0, cfg.vocab_size)
     train_step = jax.jit(step.train_step, static_argnames=("cfg", "tx", "dni_cfg"))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_rnnlm import model, precision, step
+from jax_rnnlm import model, optim, precision, step
 from jax_rnnlm.config import ModelConfig
 from support.hlo import dot_operand_dtypes
 
@@ -17,7 +17,7 @@ from support.hlo import dot_operand_dtypes
 def test_bf16_train_step_has_only_bf16_matmuls(cell, tie):
     cfg = ModelConfig(vocab_size=11, embed_dim=6, hidden_dim=6, num_layers=2, cell=cell,
                       tie_weights=tie, dropout=0.2, dtype="bfloat16")
-    tx = step.make_optimizer("sgd", 1.0, 0.25)
+    tx = optim.make_optimizer("sgd", 1.0, 0.25)
     state = step.init_state(jax.random.key(0), cfg, tx, 3)
     streams = jnp.zeros((3, 9), jnp.int32)
     run = lambda s, x, w: step.train_windows(s, x, w, cfg=cfg, tx=tx, bptt=4)

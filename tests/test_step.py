@@ -10,7 +10,7 @@ import optax
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jax_rnnlm import data, model, step
+from jax_rnnlm import data, model, optim, step
 from jax_rnnlm.config import ModelConfig
 from support.trees import assert_trees_close
 
@@ -28,7 +28,7 @@ def fresh(cfg, tx, batch_size, seed=0):
 def two_windows(cell):
     """(cfg, tx, the library's jitted step over W windows, a jitted hand-built window step)."""
     cfg = tiny(cell)
-    tx = step.make_optimizer("sgd", 2.0, 1.0)
+    tx = optim.make_optimizer("sgd", 2.0, 1.0)
 
     @jax.jit
     def by_hand(params, opt_state, const_carry, x, y):
@@ -42,7 +42,7 @@ def two_windows(cell):
 
 def test_w_windows_per_call_equal_w_single_calls():
     cfg = tiny(dropout=0.2)
-    tx = step.make_optimizer("sgd", 0.5, 1.0)
+    tx = optim.make_optimizer("sgd", 0.5, 1.0)
     streams = jnp.asarray(data.batchify(np.arange(60) % 12, 3))
     starts = jnp.arange(4) * 4
     run = step.jit_train_windows(cfg, tx, 4)
@@ -57,7 +57,7 @@ def test_w_windows_per_call_equal_w_single_calls():
 
 def test_train_step_is_clipped_sgd_and_carries_the_state_on():
     cfg = tiny("rnn")
-    tx = step.make_optimizer("sgd", 0.3, 0.01)
+    tx = optim.make_optimizer("sgd", 0.3, 0.01)
     state = fresh(cfg, tx, 2)
     x = jnp.array([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])
     y = (x + 1) % 12
@@ -98,7 +98,7 @@ def test_a_gradient_through_the_boundary_would_differ_from_the_truncated_one():
     """What the reference above can tell apart: for two windows, the sum of the two
     truncated gradients (carry passed in as a constant) is not the full-BPTT gradient."""
     cfg = tiny("lstm")
-    state0 = fresh(cfg, step.make_optimizer(), 3)
+    state0 = fresh(cfg, optim.make_optimizer(), 3)
     streams = jax.random.randint(jax.random.key(1), (3, 11), 0, cfg.vocab_size)
     x, y = streams[:, :10], streams[:, 1:11]
     carry1 = jax.tree.map(np.asarray, model.loss(state0.params, cfg, state0.carry, x[:, :5],
@@ -111,14 +111,14 @@ def test_a_gradient_through_the_boundary_would_differ_from_the_truncated_one():
 
 
 def test_learning_rate_is_read_and_set_by_name():
-    state = step.make_optimizer("adam", 2.0, 1.0).init({"w": jnp.zeros(3)})
-    assert step.learning_rate(state) == 2.0
-    assert step.learning_rate(step.with_learning_rate(state, 0.5)) == 0.5
+    state = optim.make_optimizer("adam", 2.0, 1.0).init({"w": jnp.zeros(3)})
+    assert optim.learning_rate(state) == 2.0
+    assert optim.learning_rate(optim.with_learning_rate(state, 0.5)) == 0.5
 
 
 def test_a_bad_window_leaves_params_untouched():
     cfg = ModelConfig(vocab_size=6, embed_dim=4, hidden_dim=4, cell="rnn")
-    tx = step.make_optimizer()
+    tx = optim.make_optimizer()
     state = fresh(cfg, tx, 1)
     state = state.replace(params={**state.params,
                                   "embed": state.params["embed"].at[5].set(jnp.inf)})

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_rnnlm import data, model, step
+from jax_rnnlm import data, model, optim, step
 from jax_rnnlm.bench import profile
 from jax_rnnlm.bench.harness import EVAL_BATCHES
 
@@ -116,7 +116,7 @@ class JaxPeer(JitPeer):
         super().__init__(spec, corpus, opts)
         mcfg = spec.model_config(corpus["vocab"],
                                  "bfloat16" if peer.endswith("bf16") else "float32")
-        tx = step.make_optimizer("sgd", 1.0, 0.25)
+        tx = optim.make_optimizer("sgd", 1.0, 0.25)
         self.state = step.init_state(jax.random.key(0), mcfg, tx, spec.batch)
         self.info = self._compile_train(step.jit_train_windows(mcfg, tx, spec.bptt))
         self.info["eval_compile_s"] = self._compile_evals(

@@ -11,7 +11,7 @@ import traceback
 import jax
 import jax.numpy as jnp
 
-from jax_rnnlm import data, step
+from jax_rnnlm import data, optim, step
 from jax_rnnlm.bench import harness, peers
 
 
@@ -61,7 +61,7 @@ def convergence(corpus, windows, opts):
 def _train_and_validate(spec, corpus, windows, dtype, seed):
     """One convergence run: ``windows`` SGD steps (lr 20, clip 0.25), then val perplexity."""
     mcfg = spec.model_config(corpus["vocab"], dtype)
-    tx = step.make_optimizer("sgd", 20.0, 0.25)
+    tx = optim.make_optimizer("sgd", 20.0, 0.25)
     state = step.init_state(jax.random.key(seed), mcfg, tx, spec.batch)
     streams = data.train_streams(corpus["train"], spec.batch, spec.bptt)
     n = data.num_windows(streams, spec.bptt, full_only=True)

@@ -1,6 +1,6 @@
 """The seed's other uses of a recurrent network, on padded batches of variable-length
 sequences, built on the language model's core (``cells``, ``layers``, ``precision``,
-``data.Vocab``, ``step.make_optimizer``):
+``data.Vocab``, ``optim.make_optimizer``):
 
   many-to-one    a sequence classifier (SMS spam)          heads.classifier_*
   many-to-many   a token tagger (CoNLL-2003 POS, NER)      heads.tagger_*

@@ -4,7 +4,7 @@ Examples differ in length, so batches are drawn from length-sorted pools (less
 padding, fewer distinct shapes to compile) and padded by ``pad_batch``, which
 also rejects empty sequences: under jit the models cannot check their lengths.
 The step is one jitted pure function ``(params, opt_state, batch, key) ->
-(params, opt_state, loss)`` with the project's optimizer (``step.make_optimizer``:
+(params, opt_state, loss)`` with the project's optimizer (``optim.make_optimizer``:
 global-norm clipping, then Adam); losses reach the host once per epoch.
 """
 import dataclasses
@@ -19,7 +19,7 @@ import optax
 from jax_rnnlm.config import field
 from jax_rnnlm.data import PAD_ID
 from jax_rnnlm.seqtasks.encoder import check_nonempty
-from jax_rnnlm.step import make_optimizer, with_learning_rate
+from jax_rnnlm.optim import make_optimizer, with_learning_rate
 
 
 @dataclasses.dataclass(frozen=True)

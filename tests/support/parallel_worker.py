@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jax_rnnlm import step
+from jax_rnnlm import optim, step
 from jax_rnnlm.config import ModelConfig
 
 # The run both sides compute: a tiny 2-layer LSTM, W windows of T steps over B streams.
@@ -26,7 +26,7 @@ def model_config(dropout=DROPOUT):
 
 
 def optimizer():
-    return step.make_optimizer("sgd", 0.5, 1.0)
+    return optim.make_optimizer("sgd", 0.5, 1.0)
 
 
 def fresh_state(dropout=DROPOUT):
