@@ -7,10 +7,12 @@ leave the params they are given untouched.
 * Dynamic evaluation (Krause et al. 2018, "Dynamic Evaluation of Neural Sequence
   Models"): after scoring each window, take one gradient step on it, so later
   windows are scored by weights adapted to the text so far. Rules: "sgd",
-  ``θ ← θ - lr·g``; "rms", ``θ ← θ - lr·g / (√MS + ε) + λ_i (θ_0 - θ)`` with MS
-  the mean squared gradient measured on training windows and a decay back to the
-  trained weights θ_0 that is stronger where MS is larger
-  (``λ_i = min(decay · √MS_i / mean √MS, 1)``).
+  ``θ ← θ - lr·g``; "rms", ``θ ← θ - lr·g / (√MS + ε·mean √MS) + λ_i (θ_0 - θ)``
+  with MS the mean squared gradient measured on training windows and a decay back
+  to the trained weights θ_0 that is stronger where MS is larger
+  (``λ_i = min(decay · √MS_i / mean √MS, 1)``). ε keeps weights whose gradient was
+  (nearly) never seen in training, such as rare words' embeddings, from taking
+  huge steps: with ε = 1e-8 the small PTB model diverged at every lr tried.
 * Neural cache (Grave et al. 2017, "Improving Neural Language Models with a
   Continuous Cache"): the last N hidden states h_i of a stream and the words
   y_i that followed them give ``p_cache(w) ∝ Σ_{i: y_i = w} exp(θ ⟨h_t, h_i⟩)``,
@@ -37,7 +39,7 @@ class DynamicConfig:
     rule: str = "sgd"     # "sgd" or "rms"
     lr: float = 1e-3      # step size on the gradient of a window's mean token loss
     decay: float = 0.0    # "rms": pull back toward the trained weights, per window
-    eps: float = 1e-8     # "rms": added to √MS
+    eps: float = 1.0      # "rms": added to √MS, in units of its mean over all weights
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -87,7 +89,7 @@ def dynamic_update(params, grads, params0, dyn: DynamicConfig, ms=None):
 
     def rule(p, g, p0, r):
         decay = jnp.minimum(dyn.decay * r / mean_rms, 1.0)
-        return p - dyn.lr * g / (r + dyn.eps) + decay * (p0 - p)
+        return p - dyn.lr * g / (r + dyn.eps * mean_rms) + decay * (p0 - p)
     return jax.tree.map(rule, params, grads, params0, rms)
 
 

@@ -78,6 +78,9 @@ def _adapt_flags(ev):
                     help="its step size (several: tuned on the valid split; default: 1e-3)")
     ad.add_argument("--dynamic-decay", type=float, nargs="+", default=[0.0],
                     help="rms rule: pull back toward the trained weights (several: tuned)")
+    ad.add_argument("--dynamic-eps", type=float, nargs="+", default=[1.0],
+                    help="rms rule: ε added to √MS, in units of its mean (several: tuned; "
+                    "default: 1)")
     ad.add_argument("--ms-windows", type=int, default=1000, help="rms rule: train windows "
                     "that measure the mean squared gradient (default: 1000)")
     ad.add_argument("--cache", type=int, nargs="+", metavar="N", help="neural cache of the "
@@ -194,13 +197,14 @@ def _tuned(score, settings, split, echo):
 
 def _eval_dynamic(run, corpus, args):
     echo = lambda s: print(s, file=sys.stderr)  # noqa: E731
-    ms = None
-    if args.dynamic == "rms":
+    rms, ms = args.dynamic == "rms", None
+    if rms:
         ms = adapt.mean_square_grads(run.params, run.model_cfg, corpus.train,
                                      batch_size=args.batch_size, bptt=args.bptt,
                                      max_windows=args.ms_windows)
-    settings = [adapt.DynamicConfig(args.dynamic, lr, decay) for lr in args.dynamic_lr
-                for decay in (args.dynamic_decay if args.dynamic == "rms" else [0.0])]
+    settings = [adapt.DynamicConfig(args.dynamic, lr, decay, eps) for lr in args.dynamic_lr
+                for decay in (args.dynamic_decay if rms else [0.0])
+                for eps in (args.dynamic_eps if rms else [1.0])]
 
     def ppl(split, dyn):
         return adapt.dynamic_perplexity(run.params, run.model_cfg, getattr(corpus, split), dyn,
@@ -228,6 +232,8 @@ def _eval_cache(run, corpus, args):
     if len(settings) > 1:
         scored, _, _ = adapt.cache_perplexities(run.params, run.model_cfg, corpus.valid,
                                                 settings, source="valid split", **kw)
+        for c, ppl in scored:
+            print(f"valid ppl {ppl:.3f} with {c}", file=sys.stderr)
         best, valid_ppl = min(scored, key=lambda x: x[1])
         settings = [best]
     [(best, adapted)], _, count = adapt.cache_perplexities(
