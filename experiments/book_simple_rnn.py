@@ -4,13 +4,13 @@ from about the vocabulary size (418) to about 5 (the book reaches 5.3)."""
 import argparse
 import json
 
-from jax_rnnlm import data, train
+from jax_rnnlm import data, tokenizer, train
 from jax_rnnlm.config import ModelConfig, TrainConfig
 
 
 def toy_corpus(n_words=1000):
-    text = data.read_text(data.split_paths(data.fetch_known("ptb"))["train"])
-    tokens = data.tokenize(text, "word")[:n_words]
+    text = tokenizer.read_text(data.split_paths(data.fetch_known("ptb"))["train"])
+    tokens = tokenizer.tokenize(text, "word")[:n_words]
     vocab = data.Vocab.from_tokens(tokens)
     ids = data.token_ids(tokens, vocab)
     # The toy measures how well it fits its own text: all three splits are the 1000 words.

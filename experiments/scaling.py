@@ -77,7 +77,8 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     reference = None
     for n in counts:
-        state, placed, run = parallel.prepare(fresh(), streams, mcfg, tx, T, n)
+        state, place, run = parallel.prepare(fresh(), B, mcfg, tx, T, n)
+        placed = place(streams)
         jit_losses, jit_s = timed(run, state, placed, starts, args.calls)
         pstate = parallel.pmap_state(fresh(), n)
         prun = parallel.pmap_train_windows(mcfg, tx, T, devices=jax.devices()[:n])

@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-from jax_rnnlm import data
+from jax_rnnlm import data, tokenizer
 from jax_rnnlm.seqtasks import datasets, fit, heads, metrics
 from jax_rnnlm.seqtasks.datasets import casing, suffix, word_key
 from jax_rnnlm.seqtasks.encoder import EncoderConfig
@@ -67,7 +67,7 @@ def run(task, *, bidirectional=True, epochs=8, hidden=100, seed=0, echo=print):
     def predict(p, name):
         feats, gold, _ = splits[name]
         pred = [None] * len(feats)
-        special = len(data.RESERVED)  # never predict <pad>, <bos>, <eos> or <unk>
+        special = len(tokenizer.RESERVED)  # never predict <pad>, <bos>, <eos> or <unk>
         for idx in fit.eval_order([len(f) for f in feats], 128):
             x, lengths, _ = collate(feats, gold, idx)
             out = np.asarray(logits(p, x, lengths))[..., special:].argmax(-1) + special

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_rnnlm import data, layers
+from jax_rnnlm import data, layers, tokenizer
 from jax_rnnlm.cells import uniform
 from jax_rnnlm.seqtasks import datasets, fit, seq2seq
 
@@ -30,7 +30,7 @@ def prepare(path):
     cond = np.array([[y, int(m) - 1, int(d) - 1] for y, (_, m, d) in zip(year_ids, ymd)],
                     np.int32)
     tgt_vocab = data.Vocab.by_frequency(c for i in train_idx for c in answers[i])
-    tgt, _ = fit.pad_batch([[data.BOS_ID] + tgt_vocab.ids(a) + [data.EOS_ID] for a in answers])
+    tgt, _ = fit.pad_batch([[tokenizer.BOS_ID] + tgt_vocab.ids(a) + [tokenizer.EOS_ID] for a in answers])
     return cond, tgt, answers, train_idx, test_idx, years, tgt_vocab
 
 

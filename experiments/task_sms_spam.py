@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 
-from jax_rnnlm import data
+from jax_rnnlm import data, tokenizer
 from jax_rnnlm.seqtasks import datasets, fit, heads, metrics
 from jax_rnnlm.seqtasks.encoder import EncoderConfig
 
@@ -23,7 +23,7 @@ MAX_TOKENS = 100
 def prepare(path):
     records = datasets.load_sms(path)
     labels = np.array([label == "spam" for label, _ in records], np.int32)
-    toks = [datasets.sms_tokens(m)[:MAX_TOKENS] or [data.UNK] for _, m in records]
+    toks = [datasets.sms_tokens(m)[:MAX_TOKENS] or [tokenizer.UNK] for _, m in records]
     train_idx, test_idx = datasets.stratified_split(labels, 0.2, seed=0)
     vocab = data.Vocab.by_frequency(t for i in train_idx for t in toks[i])
     return [vocab.ids(t) for t in toks], labels, train_idx, test_idx, vocab

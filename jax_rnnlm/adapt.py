@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_rnnlm import data, layers, model, step
+from jax_rnnlm import data, model, step
 from jax_rnnlm.config import ModelConfig
 
 RULES = ("sgd", "rms")
@@ -159,9 +159,7 @@ def _states_and_log_probs(params, cfg: ModelConfig, carry, streams_BL, starts_W,
     def body(c, start):
         inputs_BT, targets_BT = step.window(streams_BL, start, bptt)
         _, h_TBH, c = model.recurrent_stack(params, cfg, c, inputs_BT)
-        ce_N = layers.affine_cross_entropy(
-            model.rows(h_TBH), model.output_weight(params), params["out"]["b"],
-            targets_BT.reshape(-1), cfg.dtype)
+        ce_N = model.output_cross_entropy(params, cfg, model.rows(h_TBH), targets_BT.reshape(-1))
         return c, (h_TBH, -ce_N.reshape(targets_BT.shape))
     return jax.lax.scan(body, carry, starts_W)
 

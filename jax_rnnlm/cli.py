@@ -8,12 +8,13 @@ import dataclasses
 import json
 import sys
 
-from jax_rnnlm import adapt, bench, checkpoint, config, data, generate, parallel, plot, step, train
+from jax_rnnlm import (adapt, bench, checkpoint, config, data, generate, parallel, plot, step,
+                       tokenizer, train)
 from jax_rnnlm.config import ModelConfig, TrainConfig, help_of
 from jax_rnnlm.workdir import WorkdirError
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal, checkpoint saved, run again to resume
-RUN_FLAGS = ("data", "level", "workdir")  # train settings that are not config fields
+RUN_FLAGS = ("data", "level", "workdir", "min_count", "max_vocab", "data_cache")  # not config fields
 
 
 def _add_config_flags(parser, cls, skip=()):
@@ -25,10 +26,17 @@ def _add_config_flags(parser, cls, skip=()):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction,
                                 default=field.default, help=help_of(field))
         else:
-            typ = {"int": int, "float": float, "str": str, float | None: float}.get(field.type,
-                                                                                  field.type)
+            typ = {"int": int, "float": float, "str": str, float | None: float,
+                   tuple: _int_list}.get(field.type, field.type)
             parser.add_argument(flag, type=typ, default=field.default,
                                 help=f"{help_of(field)} (default: {field.default})")
+
+
+def _int_list(text):
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
 def _config(cls, args, **extra):
@@ -46,6 +54,12 @@ def _train_parser(sub):
                     "{ptb.,}{train,valid,test}.txt, or one text file (default: ptb)")
     tr.add_argument("--level", choices=["word", "char"], default="word",
                     help="tokens are words (one <eos> per line) or characters")
+    tr.add_argument("--min-count", type=int, default=1, help="words seen fewer times in train "
+                    "become <unk> (default: 1)")
+    tr.add_argument("--max-vocab", type=int, default=0, help="keep only the most frequent words "
+                    "(<unk> included; default: 0, all)")
+    tr.add_argument("--data-cache", help="directory of the memory-mapped id caches (default: "
+                    "$JAX_RNNLM_CACHE or ~/.cache/jax_rnnlm/ids)")
     tr.add_argument("--workdir", required=True, help="directory for config, metrics, checkpoints")
     tr.add_argument("--resume", choices=["auto", "refuse", "fresh"], default="auto",
                     help="workdir with checkpoints: continue from the newest (auto), stop with "
@@ -151,7 +165,10 @@ def resolve_train_args(argv):
 def cmd_train(args):
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     main = parallel.is_main_process()
-    corpus = data.load_corpus(args.data, args.level)
+    order = "frequency" if args.softmax == "adaptive" else "first"
+    corpus = data.load_corpus(args.data, args.level, min_count=args.min_count,
+                              max_vocab=args.max_vocab, order=order, cache_dir=args.data_cache,
+                              echo=lambda s: print(s, file=sys.stderr))
     model_cfg = _config(ModelConfig, args, vocab_size=len(corpus.vocab))
     train_cfg = _config(TrainConfig, args)
     if main:
@@ -256,7 +273,7 @@ def cmd_generate(args):
 
 def cmd_score(args):
     run = checkpoint.load_trained(args.workdir, args.checkpoint)
-    text = sys.stdin.read() if args.text == "-" else data.read_text(args.text)
+    text = sys.stdin.read() if args.text == "-" else tokenizer.read_text(args.text)
     source = "stdin" if args.text == "-" else args.text
     for record in generate.score_text(run, text, per=args.per, source=source):
         print(json.dumps(record))
@@ -285,7 +302,7 @@ def main(argv=None):
     except train.Interrupted as e:
         print(f"jax-rnnlm {argv[0]}: {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (data.DataError, WorkdirError, train.NonFiniteError, ValueError) as e:
+    except (tokenizer.DataError, WorkdirError, train.NonFiniteError, ValueError) as e:
         print(f"jax-rnnlm {argv[0]}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -94,6 +94,14 @@ class ModelConfig:
         default=False, help="output weight = embedding transposed (needs embed-dim == hidden-dim)")
     init_scale: float = field(
         default=0.1, help="weights start uniform in [-init-scale, init-scale]")
+    softmax: str = field(
+        default="full", help="output layer: full, or adaptive (Grave et al. 2017; the "
+                             "vocabulary is then ordered by frequency)")
+    cutoffs: tuple = field(
+        default=(), help="adaptive softmax: comma-separated word ranks where the head and "
+                         "each tail cluster end, e.g. 2000,10000")
+    div_value: float = field(
+        default=4.0, help="adaptive softmax: tail i projects h to H / div-value^i dimensions")
     dtype: str = field(
         default="float32", help="matmul precision: float32, or bfloat16 (bf16 operands, fp32 "
                                 "accumulation; params, loss and optimizer state stay fp32)")
@@ -101,6 +109,8 @@ class ModelConfig:
     def __post_init__(self):
         _positive_ints(self, ("vocab_size", "embed_dim", "hidden_dim", "num_layers"))
         check_recurrent(self)
+        object.__setattr__(self, "cutoffs", tuple(self.cutoffs))  # a list from JSON
+        self._check_softmax()
         for name in ("dropout", "dropout_input", "dropout_hidden", "dropout_embed",
                      "weight_drop"):
             rate = getattr(self, name)
@@ -114,6 +124,23 @@ class ModelConfig:
             raise ValueError(f"tie_weights needs embed_dim == the last layer's width, got "
                              f"{self.embed_dim} != {self.layer_dims[-1]}; set them equal "
                              f"(--hidden-dim, or --last-hidden-dim) or drop --tie-weights")
+
+    def _check_softmax(self):
+        if self.softmax not in ("full", "adaptive"):
+            raise ValueError(f"softmax must be full or adaptive, got {self.softmax!r}")
+        if self.softmax == "full":
+            if self.cutoffs:
+                raise ValueError("cutoffs apply to --softmax adaptive only")
+            return
+        c = self.cutoffs
+        if not c or any(not isinstance(x, int) for x in c) or list(c) != sorted(set(c)) \
+                or c[0] < 1 or c[-1] >= self.vocab_size:
+            raise ValueError(f"adaptive softmax needs cutoffs strictly increasing in "
+                             f"[1, V={self.vocab_size}), got {list(c)}")
+        if self.tie_weights:
+            raise ValueError("tie_weights does not combine with the adaptive softmax")
+        if not self.div_value >= 1.0:
+            raise ValueError(f"div_value must be >= 1, got {self.div_value}")
 
     @property
     def layer_dims(self):

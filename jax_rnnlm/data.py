@@ -1,8 +1,8 @@
 """Corpus -> word ids -> B parallel streams -> truncated-BPTT windows.
 
-Word level (PTB layout): tokens are whitespace-separated and every line ends
-with ``<eos>``. Char level: every character, newlines included, is a token.
-The vocabulary is built from the train split alone.
+Tokens as ``text`` makes them; the ids of a text file come from the streaming
+build and its memory-mapped cache (``idcache``). The vocabulary is built from
+the train split alone.
 
 Truncated-BPTT layout: the id stream of M tokens is cut into B contiguous rows
 of L = M // B tokens (row i starts at token i·L; the last M mod B tokens are
@@ -20,12 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-# Special tokens, defined once. A task vocabulary (``Vocab.by_frequency``) puts them
-# first, so their ids there are fixed: PAD_ID = 0 pads batches, BOS_ID/EOS_ID start
-# and end decoded sequences. A language-model vocabulary holds only those its text has.
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-RESERVED = (PAD, BOS, EOS, UNK)
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(len(RESERVED))
+from jax_rnnlm import idcache
+from jax_rnnlm.tokenizer import RESERVED, UNK, DataError
+
 SPLITS = ("train", "valid", "test")
 # Single-file corpora are cut contiguously: the first 90% train, then 5% valid, 5% test.
 SPLIT_FRACTIONS = (0.9, 0.05, 0.05)
@@ -44,10 +41,6 @@ KNOWN_CORPORA = {
         "input.txt": (_SHAKESPEARE_URL, "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
     },
 }
-
-
-class DataError(ValueError):
-    """Bad corpus input; the message names the file and, where it applies, the line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,36 +94,6 @@ class Corpus:
     valid: np.ndarray  # [N_valid] int32 ids
     test: np.ndarray   # [N_test] int32 ids
     source: str        # where the text came from, for logs and checkpoints
-
-
-def read_text(path):
-    """The file's text; DataError if it is missing, empty or not UTF-8."""
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a text file")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
-    if not raw.strip():
-        raise DataError(f"{path}: file is empty")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}: not UTF-8 text: byte 0x{raw[e.start]:02x} at byte "
-                        f"offset {e.start} (line {line}); convert the file to UTF-8") from None
-
-
-def tokenize(text, level):
-    """Tokens of a text: words with <eos> per line, or characters."""
-    if level == "char":
-        return list(text)
-    if level != "word":
-        raise ValueError(f"level must be 'word' or 'char', got {level!r}")
-    return [tok for line in text.splitlines() for tok in line.split() + [EOS]]
 
 
 def token_ids(tokens, vocab, *, source="<text>", text=None, level="word"):
@@ -210,12 +173,18 @@ def _download(url, path, sha):
     tmp.replace(path)
 
 
-def load_corpus(data, level="word", vocab=None):
+def load_corpus(data, level="word", vocab=None, *, min_count=1, max_vocab=0, order="first",
+                cache_dir=None, echo=None):
     """Corpus from a named corpus ('ptb', 'tinyshakespeare'), a directory of three
     split files, or one text file cut by SPLIT_FRACTIONS.
 
     The vocabulary is built from the train split unless ``vocab`` is given
-    (scoring text with a trained model's vocabulary)."""
+    (scoring text with a trained model's vocabulary): types seen fewer than
+    ``min_count`` times, or beyond the ``max_vocab`` most frequent, become <unk>;
+    ids in order of first appearance, or with ``order="frequency"`` most frequent
+    first (what the adaptive softmax needs).
+    The ids are memory-mapped arrays from the streaming build and its cache in
+    ``cache_dir`` (default ``idcache.cache_home()``); see ``idcache``."""
     if str(data) in KNOWN_CORPORA:
         data = fetch_known(str(data))
         if (data / "input.txt").is_file():
@@ -224,25 +193,27 @@ def load_corpus(data, level="word", vocab=None):
     if not data.exists():
         raise DataError(f"{data}: no such file or directory (give a directory with "
                         f"ptb.{{train,valid,test}}.txt, a text file, or 'ptb')")
+    kw = dict(cache_dir=cache_dir, echo=echo)
+    words = None if vocab is None else list(vocab.words)
     if data.is_dir():
         paths = split_paths(data)
-        texts = {s: read_text(p) for s, p in paths.items()}
-        tokens = {s: tokenize(t, level) for s, t in texts.items()}
-        vocab = vocab or Vocab.from_tokens(tokens["train"])
-        ids = {s: token_ids(tokens[s], vocab, source=str(paths[s]), text=texts[s], level=level)
-               for s in SPLITS}
+        ids = {}
+        ids["train"], words, _ = idcache.cached_ids(paths["train"], level, vocab_words=words,
+                                                    min_count=min_count, max_vocab=max_vocab,
+                                                    order=order, **kw)
+        for s in ("valid", "test"):
+            ids[s] = idcache.cached_ids(paths[s], level, vocab_words=words, **kw)[0]
     else:
-        text = read_text(data)
-        all_tokens = tokenize(text, level)
-        n_train = int(len(all_tokens) * SPLIT_FRACTIONS[0])
-        n_valid = int(len(all_tokens) * SPLIT_FRACTIONS[1])
-        parts = {"train": all_tokens[:n_train],
-                 "valid": all_tokens[n_train:n_train + n_valid],
-                 "test": all_tokens[n_train + n_valid:]}
-        vocab = vocab or Vocab.from_tokens(parts["train"])
-        ids = {s: token_ids(parts[s], vocab, source=f"{data} ({s} part)", text=text,
-                         level=level) for s in SPLITS}
-    return Corpus(vocab, ids["train"], ids["valid"], ids["test"], str(data))
+        all_ids, words, _ = idcache.cached_ids(data, level, vocab_words=words,
+                                               train_fraction=SPLIT_FRACTIONS[0],
+                                               min_count=min_count, max_vocab=max_vocab,
+                                               order=order, **kw)
+        n_train = int(len(all_ids) * SPLIT_FRACTIONS[0])
+        n_valid = int(len(all_ids) * SPLIT_FRACTIONS[1])
+        ids = {"train": all_ids[:n_train], "valid": all_ids[n_train:n_train + n_valid],
+               "test": all_ids[n_train + n_valid:]}
+    return Corpus(vocab or Vocab(tuple(words)), ids["train"], ids["valid"], ids["test"],
+                  str(data))
 
 
 def batchify(ids_M, batch_size, *, source="corpus"):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_rnnlm import data, model
+from jax_rnnlm import data, model, tokenizer
 
 
 def filter_logits(logits_BV, *, temperature=1.0, top_k=0, top_p=1.0, skip_ids=()):
@@ -84,21 +84,21 @@ def log_prob(params, cfg, carry, tokens_BT):
 
 def prompt_ids(prompt, vocab, level):
     """Ids of a prompt; a word-level prompt starts after an <eos>, as sentences do in training."""
-    tokens = list(prompt) if level == "char" else [data.EOS] + prompt.split()
+    tokens = list(prompt) if level == "char" else [tokenizer.EOS] + prompt.split()
     if not tokens:  # an empty char-level prompt starts after a newline, or at token 0
         tokens = ["\n"] if "\n" in vocab.index else [vocab.words[0]]
     unknown = sorted({t for t in tokens if t not in vocab.index})
-    if unknown and data.UNK not in vocab.index:
+    if unknown and tokenizer.UNK not in vocab.index:
         raise ValueError(f"prompt has tokens that are not in the vocabulary, which has no "
-                         f"{data.UNK}: {', '.join(map(repr, unknown))}; rephrase the prompt")
-    return [vocab.index.get(t, vocab.index.get(data.UNK)) for t in tokens]
+                         f"{tokenizer.UNK}: {', '.join(map(repr, unknown))}; rephrase the prompt")
+    return [vocab.index.get(t, vocab.index.get(tokenizer.UNK)) for t in tokens]
 
 
 def detokenize(ids, vocab, level):
     words = [vocab.words[i] for i in ids]
     if level == "char":
         return "".join(words)
-    return " ".join(words).replace(f" {data.EOS} ", "\n").replace(data.EOS, "\n")
+    return " ".join(words).replace(f" {tokenizer.EOS} ", "\n").replace(tokenizer.EOS, "\n")
 
 
 def generate_texts(run, prompt, *, length, seed=0, num_samples=1, skip=(), temperature=1.0,
@@ -127,9 +127,9 @@ def score_text(run, text, *, per="line", source="text"):
     ids_of = lambda tokens: data.token_ids(tokens, run.vocab, source=source, text=text,
                                            level=level)
     if per == "text":
-        lines = [(None, ids_of(data.tokenize(text, level)))]
+        lines = [(None, ids_of(tokenizer.tokenize(text, level)))]
     else:
-        lines = [(line, ids_of([data.EOS] + data.tokenize(line + "\n", level)
+        lines = [(line, ids_of([tokenizer.EOS] + tokenizer.tokenize(line + "\n", level)
                                if level == "word" else list(line + "\n")))
                  for line in text.splitlines() if line.strip()]
     if sum(max(len(ids) - 1, 0) for _, ids in lines) == 0:

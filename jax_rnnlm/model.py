@@ -5,6 +5,7 @@ Params are a plain pytree in the seed's layout::
     {"embed": [V, D],
      "layers": [{"w_x": [D, G·H], "w_h": [H, G·H], "b": [G·H]}, ...],
      "out": {"w": [H, V], "b": [V]}}          # tied: {"b": [V]}, w = embed.T
+                                              # adaptive softmax: see adaptive.py
 
 Every function takes ``(params, cfg, carry, ...)`` with ``cfg`` a ModelConfig
 (static under ``jax.jit``): the matmul precision comes from ``cfg.dtype``, and
@@ -14,7 +15,7 @@ when a PRNG ``key`` is given, so training passes a key and evaluation does not.
 import jax
 import jax.numpy as jnp
 
-from jax_rnnlm import layers
+from jax_rnnlm import adaptive, layers
 from jax_rnnlm.cells import CELLS, init_cell, uniform
 from jax_rnnlm.config import ModelConfig
 
@@ -29,7 +30,10 @@ def init_params(key, cfg: ModelConfig):
                    zip(k_layers, [cfg.embed_dim] + cfg.layer_dims[:-1], cfg.layer_dims)],
         "out": {"b": jnp.zeros((cfg.vocab_size,), jnp.float32)},
     }
-    if not cfg.tie_weights:
+    if cfg.softmax == "adaptive":
+        params["out"] = adaptive.init(k_out, cfg.layer_dims[-1], cfg.vocab_size, cfg.cutoffs,
+                                      cfg.div_value, s)
+    elif not cfg.tie_weights:
         params["out"]["w"] = uniform(k_out, (cfg.layer_dims[-1], cfg.vocab_size), s)
     return params
 
@@ -106,18 +110,33 @@ def activation_penalty(cfg: ModelConfig, raw_TBH, h_TBH):
     return penalty
 
 
+def output_log_probs(params, cfg: ModelConfig, h_NH):
+    """The output layer's scores of every word [N, V]: logits of the affine layer, or
+    the adaptive softmax's log probabilities (as good as logits to a softmax)."""
+    if cfg.softmax == "adaptive":
+        return adaptive.log_probs(params["out"], h_NH, cfg.cutoffs, cfg.vocab_size, cfg.dtype)
+    return layers.affine(h_NH, output_weight(params), params["out"]["b"], cfg.dtype)
+
+
+def output_cross_entropy(params, cfg: ModelConfig, h_NH, targets_N):
+    """Cross-entropy of each row's target under the output layer: [N]."""
+    if cfg.softmax == "adaptive":
+        return adaptive.cross_entropy(params["out"], h_NH, targets_N, cfg.cutoffs,
+                                      cfg.vocab_size, cfg.dtype)
+    return layers.affine_cross_entropy(h_NH, output_weight(params), params["out"]["b"],
+                                       targets_N, cfg.dtype)
+
+
 def forward(params, cfg: ModelConfig, carry, tokens_BT, key=None):
     """Logits for every position of a window: tokens [B, T] int -> (logits [B, T, V], carry)."""
     h_NH, carry = hidden_states(params, cfg, carry, tokens_BT, key)
-    logits_NV = layers.affine(h_NH, output_weight(params), params["out"]["b"], cfg.dtype)
-    return logits_NV.reshape(*tokens_BT.shape, -1), carry
+    return output_log_probs(params, cfg, h_NH).reshape(*tokens_BT.shape, -1), carry
 
 
 def token_losses(params, cfg: ModelConfig, carry, inputs_BT, targets_BT, key=None):
     """Cross-entropy of every target token: ([B, T], carry)."""
     h_NH, carry = hidden_states(params, cfg, carry, inputs_BT, key)
-    ce_N = layers.affine_cross_entropy(h_NH, output_weight(params), params["out"]["b"],
-                                       targets_BT.reshape(-1), cfg.dtype)
+    ce_N = output_cross_entropy(params, cfg, h_NH, targets_BT.reshape(-1))
     return ce_N.reshape(targets_BT.shape), carry
 
 
@@ -128,8 +147,7 @@ def loss(params, cfg: ModelConfig, carry, inputs_BT, targets_BT, key=None):
     a ``key``) the AR/TAR penalties of ``cfg`` are added to it.
     """
     raw_TBH, h_TBH, carry = recurrent_stack(params, cfg, carry, inputs_BT, key)
-    ce_N = layers.affine_cross_entropy(rows(h_TBH), output_weight(params), params["out"]["b"],
-                                       targets_BT.reshape(-1), cfg.dtype)
+    ce_N = output_cross_entropy(params, cfg, rows(h_TBH), targets_BT.reshape(-1))
     objective = jnp.mean(ce_N)
     if key is not None and (cfg.ar or cfg.tar):
         objective = objective + activation_penalty(cfg, raw_TBH, h_TBH)

@@ -225,13 +225,14 @@ def sharded_evaluate(params, cfg, ids_M, *, mesh=None, batch_size=10, bptt=35,
                                   place_tree(model.init_carry(cfg, batch_size), sharding), bptt)
 
 
-def prepare(state, streams_BL, cfg, tx, bptt, num_devices=None, dni_cfg=None):
+def prepare(state, batch_size, cfg, tx, bptt, num_devices=None, dni_cfg=None):
     """What ``train.fit`` needs to train on ``num_devices`` (default: every device of every
-    process): (placed state, placed streams [B, L], jitted run_windows), where
-    ``run_windows`` is ``step.jit_train_windows``'s (state, streams [B, L], starts [W]) ->
-    (state, metrics of [W]) with the batch split over the mesh."""
+    process): (placed state, ``place`` for train streams, jitted run_windows), where
+    ``place(streams [B, X])`` shards the rows of host streams (a process copies only
+    its own) and ``run_windows`` is ``step.jit_train_windows``'s (state, streams [B, X],
+    starts [W]) -> (state, metrics of [W]) with the batch split over the mesh."""
     n = jax.device_count() if num_devices is None else num_devices
-    check_batch(np.shape(streams_BL)[0], n)
+    check_batch(batch_size, n)
     mesh = make_mesh(n)
-    return (shard_state(state, mesh), shard_streams(streams_BL, mesh),
+    return (shard_state(state, mesh), functools.partial(shard_streams, mesh=mesh),
             sharded_train_windows(cfg, tx, bptt, mesh, dni_cfg))

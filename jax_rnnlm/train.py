@@ -58,7 +58,8 @@ class Job:
     model_cfg: ModelConfig
     cfg: TrainConfig
     corpus: data.Corpus
-    streams: jax.Array       # train streams [B, L], placed
+    streams: np.ndarray      # train streams [B, L] in host memory (a memory map)
+    place: callable          # host columns [B, X] -> the device(s)
     run_windows: callable    # (state, streams, starts [W]) -> (state, metrics of [W])
     evaluate: callable       # step.evaluate or parallel.sharded_evaluate
     names: list              # param_names, to say which gradient was not finite
@@ -138,7 +139,9 @@ class Clock:
 
 
 def place_run(model_cfg, cfg, corpus, tx):
-    """(state, streams [B, L], run_windows, evaluate) on one device or split over several.
+    """(state, host streams [B, L], place, run_windows, evaluate) on one device or split
+    over several. ``place`` copies the columns of one compiled call to the device(s),
+    so the train split stays in host memory (memory-mapped, see ``idcache``).
 
     With more than one device (``cfg.devices``, 0 meaning all of them) the B
     streams, and the carry with them, are sharded over a mesh (parallel.py).
@@ -147,11 +150,11 @@ def place_run(model_cfg, cfg, corpus, tx):
     streams = data.train_streams(corpus.train, cfg.batch_size, cfg.bptt)
     n = cfg.devices or jax.device_count()
     if n == 1:
-        return (state, jnp.asarray(streams),
+        return (state, streams, jnp.asarray,
                 step.jit_train_windows(model_cfg, tx, cfg.bptt, cfg.dni), step.evaluate)
-    state, streams, run_windows = parallel.prepare(state, streams, model_cfg, tx, cfg.bptt, n,
-                                                   cfg.dni)
-    return state, streams, run_windows, parallel.sharded_evaluate
+    state, place, run_windows = parallel.prepare(state, cfg.batch_size, model_cfg, tx, cfg.bptt,
+                                                 n, cfg.dni)
+    return state, streams, place, run_windows, parallel.sharded_evaluate
 
 
 def start_run(state, model_cfg, cfg, corpus, workdir, level, *, resume="auto", echo=print,
@@ -225,7 +228,8 @@ def train_epoch(state, loop, job):
             if not len(starts):
                 break
         t_call = time.perf_counter()
-        state, metrics = job.run_windows(state, job.streams, jnp.asarray(starts))
+        columns = job.place(job.streams[:, starts[0]:starts[-1] + cfg.bptt + 1])
+        state, metrics = job.run_windows(state, columns, jnp.asarray(starts - starts[0]))
         losses, finite = np.asarray(metrics["loss"], np.float64), np.asarray(metrics["finite"])
         job.clock.count(time.perf_counter() - t_call, len(starts) * cfg.batch_size * cfg.bptt)
         loop = check_finite(finite, losses, step0, loop, job)
@@ -319,7 +323,7 @@ def fit(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, workdir,
     """
     echo = echo if main else (lambda s: None)
     tx = optim.from_config(cfg)
-    state, streams, run_windows, evaluate = place_run(model_cfg, cfg, corpus, tx)
+    state, streams, place, run_windows, evaluate = place_run(model_cfg, cfg, corpus, tx)
     state, loop, ckpt, resumed = start_run(state, model_cfg, cfg, corpus, workdir, level,
                                            resume=resume, echo=echo, main=main)
     n_windows = data.num_windows(streams, cfg.bptt, full_only=True)
@@ -328,7 +332,7 @@ def fit(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, workdir,
     bar = ProgressBar(total, int(state.step), echo=echo, live=live and main)
     val_ppl = None
     with stop_requests() as stop, contextlib.closing(ckpt), contextlib.closing(bar):
-        job = Job(model_cfg, cfg, corpus, streams, run_windows, evaluate,
+        job = Job(model_cfg, cfg, corpus, streams, place, run_windows, evaluate,
                   step.param_names(state.params), ckpt, log, bar, Clock(), echo, stop)
         while loop.epoch < cfg.epochs and not reached_max_steps(state, cfg):
             if loop.window == 0:

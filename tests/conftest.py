@@ -32,6 +32,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # The shared data sets (PTB for the recorded toy) live beside the checkout unless CI says otherwise.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("JAX_RNNLM_DATA", str(SHARED_DATA))
+# Id caches of the test corpora (idcache.py) go to a directory of this session only.
+os.environ.setdefault("JAX_RNNLM_CACHE", tempfile.mkdtemp(prefix="jax_rnnlm_ids_"))
 
 
 @pytest.fixture

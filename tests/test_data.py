@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jax_rnnlm import data
+from jax_rnnlm import data, tokenizer
 from jax_rnnlm.data import DataError
 
 
@@ -34,8 +34,8 @@ def test_windows_score_every_target_of_every_row_once(n, b, t):
 
 
 def test_word_tokens_end_each_line_with_eos():
-    assert data.tokenize(" a b \n c\n", "word") == ["a", "b", "<eos>", "c", "<eos>"]
-    assert data.tokenize("ab\n", "char") == ["a", "b", "\n"]
+    assert tokenizer.tokenize(" a b \n c\n", "word") == ["a", "b", "<eos>", "c", "<eos>"]
+    assert tokenizer.tokenize("ab\n", "char") == ["a", "b", "\n"]
 
 
 def test_vocab_comes_from_train_in_order_of_first_appearance(tiny_corpus_dir):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jax_rnnlm import data
+from jax_rnnlm import data, tokenizer
 from jax_rnnlm.data import DataError
 from jax_rnnlm.seqtasks import datasets
 
@@ -103,9 +103,9 @@ def test_stratified_split_is_a_partition_keeping_each_class_fraction(labels, see
 
 def test_task_vocab_puts_reserved_first_and_maps_unknown_to_unk():
     v = data.Vocab.by_frequency(["b", "a", "b"])
-    assert v.words == data.RESERVED + ("b", "a")
-    assert (data.PAD_ID, data.BOS_ID, data.EOS_ID, data.UNK_ID) == tuple(
-        v.index[t] for t in (data.PAD, data.BOS, data.EOS, data.UNK))
-    first = len(data.RESERVED)  # the first id of a word
-    assert v.ids(["a", "zzz"]) == [first + 1, v.unk_id] and v.unk_id == data.UNK_ID
+    assert v.words == tokenizer.RESERVED + ("b", "a")
+    assert (tokenizer.PAD_ID, tokenizer.BOS_ID, tokenizer.EOS_ID, tokenizer.UNK_ID) == tuple(
+        v.index[t] for t in (tokenizer.PAD, tokenizer.BOS, tokenizer.EOS, tokenizer.UNK))
+    first = len(tokenizer.RESERVED)  # the first id of a word
+    assert v.ids(["a", "zzz"]) == [first + 1, v.unk_id] and v.unk_id == tokenizer.UNK_ID
     assert v.tokens(v.ids(["b", "a"])) == ["b", "a"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jax_rnnlm import checkpoint, data, generate, model
+from jax_rnnlm import checkpoint, data, generate, model, tokenizer
 from jax_rnnlm.config import ModelConfig
 
 CFG = ModelConfig(vocab_size=17, embed_dim=8, hidden_dim=8, num_layers=2, cell="lstm",
@@ -123,7 +123,7 @@ def test_a_bf16_model_scores_and_samples_in_bf16():
 
 
 def test_scoring_an_empty_text_is_a_clear_error():
-    vocab = data.Vocab(tuple(f"w{i}" for i in range(16)) + (data.EOS,))
+    vocab = data.Vocab(tuple(f"w{i}" for i in range(16)) + (tokenizer.EOS,))
     run = checkpoint.Trained(CFG, "word", "test", vocab, PARAMS, 0)
     with pytest.raises(ValueError, match="stdin: nothing to score"):
         list(generate.score_text(run, "", source="stdin"))

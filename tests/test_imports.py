@@ -5,8 +5,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jax_rnnlm"
 # The pure core (arrays in, arrays out) and the declarations of its settings.
-CORE = {"cells", "precision", "config", "layers", "model", "optim", "step", "dni", "adapt", "data",
-        "generate"}
+CORE = {"cells", "precision", "config", "layers", "adaptive", "model", "optim", "step", "dni",
+        "adapt", "tokenizer", "idcache", "data", "generate"}
 
 
 def module_name(path):

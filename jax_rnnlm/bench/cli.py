@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_rnnlm import data
+from jax_rnnlm import data, tokenizer
 from jax_rnnlm.bench import harness, report
 
 
@@ -146,7 +146,7 @@ def main(argv=None):
     log = lambda s: print(s, end="", file=sys.stderr, flush=True)
     try:
         corpus = load_corpus(args)
-    except data.DataError as e:
+    except tokenizer.DataError as e:
         print(f"jax-rnnlm bench: error: {e}", file=sys.stderr)
         return 2
     meta = report.machine()

@@ -11,7 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jax_rnnlm.data import DataError, data_home, read_text
+from jax_rnnlm.data import data_home
+from jax_rnnlm.tokenizer import DataError, read_text
 
 
 def data_path(relative):
@@ -25,7 +26,7 @@ def data_path(relative):
 
 def _lines(path):
     """(line number, text without newline) of a UTF-8 file; DataError if missing, empty
-    or not UTF-8 (``data.read_text``). Windows line ends count as newlines."""
+    or not UTF-8 (``tokenizer.read_text``). Windows line ends count as newlines."""
     return enumerate(read_text(path).replace("\r\n", "\n").split("\n"), 1)
 
 

@@ -78,8 +78,8 @@ def devices_main(out):
     n = jax.device_count()
     streams = data.train_streams(corpus_ids(), B, T)
 
-    state, placed, run = parallel.prepare(fresh_state(), streams, model_config(), optimizer(),
-                                          T, n)
+    state, place, run = parallel.prepare(fresh_state(), B, model_config(), optimizer(), T, n)
+    placed = place(streams)
     state, metrics = run(state, placed, starts())
     carry = jax.tree.leaves(state.carry)[0]
     results = dict(num_devices=n, sharded_loss=metrics["loss"],
