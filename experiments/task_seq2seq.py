@@ -16,7 +16,8 @@ import time
 import jax
 import numpy as np
 
-from jax_rnnlm.data import BOS_ID, EOS_ID, Vocab
+from jax_rnnlm.data import Vocab
+from jax_rnnlm.tokenizer import BOS_ID, EOS_ID
 from jax_rnnlm.seqtasks import datasets, fit, seq2seq
 
 VARIANTS = {"plain": {}, "reversed": {"reverse_source": True},

@@ -199,10 +199,10 @@ def cmd_eval(args):
     print(json.dumps({**record, "batch_size": args.batch_size, "step": run.step}))
 
 
-def _tuned(score, settings, split, echo):
+def _tuned(score, settings, echo):
     """(best setting, its valid ppl): each setting scored on the valid split when there
     are several to choose from, else (the one setting, None)."""
-    if len(settings) == 1 or split == "valid":
+    if len(settings) == 1:
         return settings[0], None
     scored = []
     for s in settings:
@@ -230,7 +230,7 @@ def _eval_dynamic(run, corpus, args):
     if len(settings) > 1 and args.split == "valid":
         raise ValueError("several --dynamic-lr/--dynamic-decay values are tuned on the valid "
                          "split; evaluate another --split with them")
-    best, valid_ppl = _tuned(lambda d: ppl("valid", d)[0], settings, args.split, echo)
+    best, valid_ppl = _tuned(lambda d: ppl("valid", d)[0], settings, echo)
     adapted, count = ppl(args.split, best)
     static, _ = step.evaluate(run.params, run.model_cfg, getattr(corpus, args.split),
                               batch_size=args.batch_size, bptt=args.bptt,

@@ -111,7 +111,7 @@ def differences(saved, new, vocab_saved, vocab_new):
             if section == "train" and key in resumable_fields(TrainConfig):
                 continue
             a, b = old.get(key), new[section].get(key)
-            if a != b:
+            if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):  # () == []
                 diffs.append(f"{section}.{key}: checkpoint has {a!r}, this run has {b!r}")
     if vocab_saved != vocab_new and len(vocab_saved) == len(vocab_new):
         first = next(i for i, (a, b) in enumerate(zip(vocab_saved.words, vocab_new.words))

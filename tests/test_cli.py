@@ -234,3 +234,25 @@ def test_the_awd_preset_trains_and_averages_at_a_tiny_size(tiny_corpus_dir, caps
     assert code == 0, err
     assert "averaging the iterates from here on" in err
     assert math.isfinite(json.loads(out.splitlines()[-1])["test_ppl"])
+
+
+def test_train_eval_generate_score_with_the_adaptive_softmax(tiny_corpus_dir, capsys):
+    """Frequency-ordered vocabulary (so the head holds the common words), and every
+    command that reads the output layer works with it; score --per text equals eval."""
+    work = tiny_corpus_dir / "adaptive"
+    code, out, err = run_main(capsys, "train", "--data", tiny_corpus_dir, "--workdir", work,
+                              "--softmax", "adaptive", "--cutoffs", "3,6", "--div-value", "2",
+                              "--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "2",
+                              "--bptt", "5", "--epochs", "2", "--lr", "5")
+    assert code == 0, err
+    vocab = json.loads((work / "vocab.json").read_text())
+    words = vocab if isinstance(vocab, list) else vocab["words"]
+    assert words[:2] == ["the", "<eos>"]  # the two most frequent types of the train split
+    ev = json.loads(run_main(capsys, "eval", "--workdir", work, "--split", "valid")[1])
+    scored = json.loads(run_main(capsys, "score", "--workdir", work, "--text",
+                                 tiny_corpus_dir / "valid.txt", "--per", "text")[1]
+                        .splitlines()[-1])
+    assert scored["ppl"] == pytest.approx(ev["ppl"], rel=1e-4)
+    code, out, err = run_main(capsys, "generate", "--workdir", work, "--prompt", "the cat",
+                              "--length", "5")
+    assert code == 0 and out.startswith("the cat"), err

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from jax_rnnlm import data, tokenizer
-from jax_rnnlm.data import DataError
+from jax_rnnlm.tokenizer import DataError
 
 
 def test_streams_and_windows_match_a_hand_computed_example():

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from jax_rnnlm import data, tokenizer
-from jax_rnnlm.data import DataError
+from jax_rnnlm.tokenizer import DataError
 from jax_rnnlm.seqtasks import datasets
 
 DATA = Path(os.environ["JAX_RNNLM_DATA"])

@@ -141,7 +141,8 @@ def test_dropout_applies_exactly_when_a_key_is_given_and_the_rate_is_positive():
     (dict(cell="transformer"), "unknown cell 'transformer'"),
     (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
     (dict(dropout=-0.1), r"dropout must be in \[0, 1\)"),
-    (dict(tie_weights=True, embed_dim=8, hidden_dim=16), "tie_weights needs embed_dim == hidden_dim"),
+    (dict(tie_weights=True, embed_dim=8, hidden_dim=16),
+     "tie_weights needs embed_dim == the last layer's width"),
     (dict(init_scale=0.0), "init_scale must be > 0"),
 ])
 def test_model_config_rejects_bad_values(bad, message):

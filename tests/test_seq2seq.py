@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from support.gradcheck import check_gradient
 from support.hlo import dot_operand_dtypes
 
-from jax_rnnlm.data import BOS_ID, EOS_ID, PAD_ID
+from jax_rnnlm.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from jax_rnnlm.seqtasks import seq2seq
 from jax_rnnlm.seqtasks.seq2seq import Seq2seqConfig
 

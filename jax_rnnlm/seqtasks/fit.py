@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from jax_rnnlm.config import field
-from jax_rnnlm.data import PAD_ID
+from jax_rnnlm.tokenizer import PAD_ID
 from jax_rnnlm.seqtasks.encoder import check_nonempty
 from jax_rnnlm.optim import make_optimizer, with_learning_rate
 
