@@ -60,14 +60,6 @@ class CacheConfig:
                              f"{self.size}, {self.theta}, {self.lam}")
 
 
-def _window_starts(L, bptt):
-    """[(start offsets, length)] of the full windows of streams [B, L], then the tail."""
-    n_full = (L - 1) // bptt
-    parts = [(np.arange(n_full, dtype=np.int32) * bptt, bptt)] if n_full else []
-    tail = L - 1 - n_full * bptt
-    return parts + ([(np.array([n_full * bptt], np.int32), tail)] if tail else [])
-
-
 # --- dynamic evaluation -----------------------------------------------------------
 
 def _mean_loss_grad(params, cfg, carry, inputs_BT, targets_BT):
@@ -131,7 +123,7 @@ def dynamic_perplexity(params, cfg: ModelConfig, ids_M, dyn: DynamicConfig, *, b
     """Perplexity of a split under dynamic evaluation, and the number of targets."""
     streams = jnp.asarray(data.batchify(ids_M, batch_size, source=source))
     carry, p, total = model.init_carry(cfg, batch_size), params, 0.0
-    for starts, length in _window_starts(streams.shape[1], bptt):
+    for starts, length in step.window_parts(streams.shape[1], bptt):
         p, carry, sums = dynamic_windows(p, params, ms, cfg, carry, streams,
                                          jnp.asarray(starts), length, dyn)
         total += float(np.sum(np.asarray(sums, np.float64)))
@@ -145,7 +137,7 @@ def hidden_and_log_probs(params, cfg: ModelConfig, streams_BL, bptt):
     """Static pass over streams [B, L]: the last layer's output h [B, L-1, H] at every
     position and log p_model of its target [B, L-1], the carry flowing."""
     carry, hs, lps = model.init_carry(cfg, streams_BL.shape[0]), [], []
-    for starts, length in _window_starts(streams_BL.shape[1], bptt):
+    for starts, length in step.window_parts(streams_BL.shape[1], bptt):
         carry, (h_WTBH, lp_WBT) = _states_and_log_probs(params, cfg, carry, streams_BL,
                                                         jnp.asarray(starts), length)
         hs.append(jnp.transpose(h_WTBH, (2, 0, 1, 3)).reshape(streams_BL.shape[0], -1,

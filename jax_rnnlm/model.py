@@ -66,8 +66,8 @@ def recurrent_stack(params, cfg: ModelConfig, carry, tokens_BT, key=None):
     window), embedding dropout, weight drop on each layer's w_h."""
     n = len(params["layers"]) + 1
     train = key is not None
-    keys = list(jax.random.split(key, n)) if train else [None] * n
     rates = dropout_rates(cfg)
+    keys = list(jax.random.split(key, n)) if train and any(rates) else [None] * n
     time_axis = 0 if cfg.variational else None
     with jax.named_scope("embedding"):  # scopes name the parts in profiles (bench --profile)
         x = layers.embedding(params["embed"], tokens_BT.T)

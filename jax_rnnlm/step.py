@@ -138,6 +138,15 @@ def eval_windows(params, cfg: ModelConfig, carry, streams_BL, starts_W, bptt):
     return jax.lax.scan(body, carry, starts_W)
 
 
+def window_parts(L, bptt):
+    """[(start offsets [W], window length)] covering the L - 1 targets of streams [B, L]:
+    the full windows, then the shorter tail window if there is one."""
+    n_full = (L - 1) // bptt
+    parts = [(np.arange(n_full, dtype=np.int32) * bptt, bptt)] if n_full else []
+    tail = L - 1 - n_full * bptt
+    return parts + ([(np.array([n_full * bptt], np.int32), tail)] if tail else [])
+
+
 def stream_perplexity(params, cfg: ModelConfig, streams_BL, carry, bptt):
     """Perplexity of every target of the streams [B, L] and how many there are.
 
@@ -145,17 +154,10 @@ def stream_perplexity(params, cfg: ModelConfig, streams_BL, carry, bptt):
     ``streams_BL`` and ``carry`` may be placed on devices (sharded on B).
     """
     B, L = streams_BL.shape
-    n_full = (L - 1) // bptt
     total = 0.0
-    if n_full:
-        carry, sums = eval_windows(params, cfg, carry, streams_BL,
-                                   jnp.arange(n_full, dtype=jnp.int32) * bptt, bptt)
+    for starts, length in window_parts(L, bptt):
+        carry, sums = eval_windows(params, cfg, carry, streams_BL, jnp.asarray(starts), length)
         total += float(np.sum(np.asarray(sums, np.float64)))
-    tail = L - 1 - n_full * bptt
-    if tail:
-        carry, sums = eval_windows(params, cfg, carry, streams_BL,
-                                   jnp.array([n_full * bptt], jnp.int32), tail)
-        total += float(sums[0])
     count = B * (L - 1)
     return math.exp(total / count), count
 
