@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_rnnlm import data, optim, step
-from jax_rnnlm.bench import harness, peers
+from jax_rnnlm.bench import harness, peers, report
 from jax_rnnlm.config import ModelConfig
 
 LR, CLIP = 1.0, 0.25
@@ -147,7 +147,7 @@ def main():
                 print(f"round {r + 1} {name}: {(t_hi - t_lo) / (hi - lo) * 1e3:.1f} ms/step",
                       file=sys.stderr, flush=True)
     med = {name: statistics.median(v) for name, v in per_step.items()}
-    out = {"config": vars(a), "cpu": _cpu(), "ms_per_step": {k: v * 1e3 for k, v in med.items()},
+    out = {"config": vars(a), "cpu": report.cpu_name(), "ms_per_step": {k: v * 1e3 for k, v in med.items()},
            "tokens_per_s": {k: tokens / v for k, v in med.items()},
            "samples_ms": {k: [x * 1e3 for x in v] for k, v in per_step.items()},
            "cli_over_inner_loop": med["jax-rnnlm train"] / med["inner loop"] - 1}
@@ -157,11 +157,6 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
-
-
-def _cpu():
-    with open("/proc/cpuinfo") as f:
-        return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def recurrent_layer(p, carry, xs_TBD, mask_TB=None, *, dtype="float32", unroll=1
     """
     xw_TBG = add_bias(matmul(xs_TBD, p["w_x"], dtype), p["b"])
     rest = {k: v for k, v in p.items() if k not in ("w_x", "w_h", "b")}  # gru's b_hn
-    return _time_scan(CELLS[cell_name(p)].update, dtype, unroll, p["w_h"], rest, carry,
+    return time_scan(CELLS[cell_name(p)].update, dtype, unroll, p["w_h"], rest, carry,
                       xw_TBG, mask_TB)
 
 
@@ -52,7 +52,7 @@ def keep_where(mask_B, new, old):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _time_scan(update, dtype, unroll, w_HG, rest, carry, xw_TBG, mask_TB):
+def time_scan(update, dtype, unroll, w_HG, rest, carry, xw_TBG, mask_TB):
     """The time loop of ``recurrent_layer``: (hs_TBH, final carry).
 
     Its backward pass is written out (``_time_scan_bwd``) for one reason: the
@@ -100,7 +100,7 @@ def _add_to_hidden(carry, dh_BH):
     return (carry[0] + dh_BH, carry[1]) if isinstance(carry, tuple) else carry + dh_BH
 
 
-_time_scan.defvjp(_time_scan_fwd, _time_scan_bwd)
+time_scan.defvjp(_time_scan_fwd, _time_scan_bwd)
 
 
 def length_mask(lengths_B, T):

@@ -169,19 +169,28 @@ def format_report(report):
 
 def machine():
     """CPU, core count, Python, platform, git commit, package versions and date."""
-    return {"cpu": _cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "commit": _commit() or "?",
             "versions": _versions(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def _cpu_name():
+def cpu_name():
+    """The CPU as /proc/cpuinfo names it, with its family and model numbers and the
+    matrix extensions that decide the bf16 roofline, e.g. "AMD EPYC (family 26 model
+    2; avx512_bf16, no amx)": vendors reuse one model name across generations."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return "?"
+        return "?"
+    info = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    flags = set(info.get("flags", "").split())
+    ext = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    ext += [] if "amx_bf16" in flags else ["no amx"]
+    return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
+            f"{info.get('model', '?')}; {', '.join(ext)})")
 
 
 def _commit():
