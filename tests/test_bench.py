@@ -50,3 +50,15 @@ def test_part_limits_count_the_matmul_flops_of_forward_and_backward():
     limits = report.part_limits(config, 10_000, "float32")
     assert limits["output_matmul"] == ("flop", 3 * 2 * 700 * 200 * 10_000)
     assert limits["recurrence"] == ("flop", 2 * 3 * 2 * 700 * 400 * 800)
+
+
+def test_cpu_name_gives_family_model_and_matrix_extensions(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
+                    "model name\t: Intel(R) Xeon(R) Platinum\nflags\t\t: fpu avx512f avx512_bf16 "
+                    "amx_bf16 amx_tile\n\nprocessor\t: 1\nmodel name\t: other\n")
+    assert report.cpu_name(info) == ("Intel(R) Xeon(R) Platinum (family 6 model 143; "
+                                      "avx512f, avx512_bf16, amx_bf16)")
+    info.write_text("model name\t: AMD EPYC\ncpu family\t: 26\nmodel\t\t: 2\nflags\t\t: avx512f\n")
+    assert report.cpu_name(info) == "AMD EPYC (family 26 model 2; avx512f, no amx)"
+    assert report.cpu_name(tmp_path / "missing") == "?"

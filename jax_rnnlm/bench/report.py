@@ -174,12 +174,12 @@ def machine():
             "versions": _versions(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def cpu_name():
+def cpu_name(cpuinfo="/proc/cpuinfo"):
     """The CPU as /proc/cpuinfo names it, with its family and model numbers and the
     matrix extensions that decide the bf16 roofline, e.g. "AMD EPYC (family 26 model
     2; avx512_bf16, no amx)": vendors reuse one model name across generations."""
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        lines = Path(cpuinfo).read_text().splitlines()
     except OSError:
         return "?"
     info = {}
