@@ -4,6 +4,21 @@ from pathlib import Path
 from jax_rnnlm.workdir import read_metrics
 
 
+def cumulative_wall(rows):
+    """The records with ``wall_s`` summed over a run's resumed parts: each process
+    counts wall time from its own start, so a drop marks a resume, and the time of
+    the part before it (its last record) is added to every later record."""
+    out, offset, last = [], 0.0, 0.0
+    for r in rows:
+        if "wall_s" in r:
+            if r["wall_s"] < last:
+                offset += last
+            last = r["wall_s"]
+            r = {**r, "wall_s": r["wall_s"] + offset}
+        out.append(r)
+    return out
+
+
 def learning_curves(workdirs, out):
     """Write a PNG with train/val perplexity vs step and vs wall time, and lr vs step."""
     try:
@@ -14,7 +29,7 @@ def learning_curves(workdirs, out):
         raise ValueError("plotting needs matplotlib: pip install 'jax_rnnlm[plot]'") from None
     fig, (by_step, by_time, lr) = plt.subplots(1, 3, figsize=(15, 4.2))
     for i, workdir in enumerate(workdirs):
-        rows = read_metrics(workdir)
+        rows = cumulative_wall(read_metrics(workdir))
         color, name = f"C{i}", Path(workdir).name
         train = [r for r in rows if "train_ppl" in r]
         val = [r for r in rows if "val_ppl" in r and "test_ppl" not in r]

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from jax_rnnlm import config
+from jax_rnnlm import config, plot
 from jax_rnnlm.cli import _config, build_parser, main, resolve_train_args
 from jax_rnnlm.config import ModelConfig, TrainConfig
 from jax_rnnlm.progress import format_value
@@ -173,6 +173,13 @@ def test_plot_writes_a_png(trained, capsys, tmp_path, how):
     code, _, err = run_main(capsys, "plot", *runs, "--out", out)
     assert code == 0, err
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_plot_sums_the_wall_time_of_a_resumed_run():
+    rows = [{"step": 1, "wall_s": 5.0}, {"step": 2, "wall_s": 9.0}, {"step": 2, "val_ppl": 3.0},
+            {"step": 3, "wall_s": 2.0}, {"step": 4, "wall_s": 6.0}, {"step": 5, "wall_s": 1.0}]
+    assert [r.get("wall_s") for r in plot.cumulative_wall(rows)] == [5, 9, None, 11, 15, 16]
+    assert rows[3]["wall_s"] == 2.0  # the records read are left as they were
 
 
 def test_scoring_empty_stdin_is_a_one_line_error(trained):
