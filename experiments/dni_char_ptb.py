@@ -35,15 +35,18 @@ RUNS = {
 }
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default="/work/runs/dni_char_ptb", help="workdirs go here")
-    ap.add_argument("--epochs", type=int, default=5)
+def run_named(description, model, runs, *, root, epochs, extra=lambda summary: {}):
+    """The command line the DNI experiments share: run each named set of flags (or
+    ``--only`` some) as one ``jax-rnnlm train``, then print its final metrics as JSON,
+    with ``extra(summary)`` added."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--root", default=root, help="workdirs go here")
+    ap.add_argument("--epochs", type=int, default=epochs)
     ap.add_argument("--max-steps", type=int, default=0)
-    ap.add_argument("--only", choices=sorted(RUNS), nargs="*")
+    ap.add_argument("--only", choices=sorted(runs), nargs="*")
     a = ap.parse_args()
-    for name in a.only or RUNS:
-        args = ["train", *MODEL, *RUNS[name], "--epochs", str(a.epochs), "--log-every", "500",
+    for name in a.only or runs:
+        args = ["train", *model, *runs[name], "--epochs", str(a.epochs), "--log-every", "500",
                 "--max-steps", str(a.max_steps), "--workdir", f"{a.root}/{name}"]
         print(f"{name}: jax-rnnlm {' '.join(args)}", file=sys.stderr, flush=True)
         code = jax_rnnlm(args)
@@ -51,9 +54,14 @@ def main():
             return code
         with open(f"{a.root}/{name}/metrics.jsonl") as f:
             summary = [json.loads(line) for line in f][-1]
-        print(json.dumps({"run": name, "val_bpc": math.log2(summary["val_ppl"]),
-                          "test_bpc": math.log2(summary["test_ppl"]), **summary}), flush=True)
+        print(json.dumps({"run": name, **extra(summary), **summary}), flush=True)
     return 0
+
+
+def main():
+    return run_named(__doc__.splitlines()[0], MODEL, RUNS, root="/work/runs/dni_char_ptb",
+                     epochs=5, extra=lambda s: {"val_bpc": math.log2(s["val_ppl"]),
+                                                "test_bpc": math.log2(s["test_ppl"])})
 
 
 if __name__ == "__main__":

@@ -16,11 +16,9 @@ preset's lr 20 and clip 0.25 are the same recipe at T = 20).
 Each run writes its workdir under --root (outside the repository); running the same
 command again resumes an interrupted run exactly.
 """
-import argparse
-import json
 import sys
 
-from jax_rnnlm.cli import main as jax_rnnlm
+from dni_char_ptb import run_named  # experiments/ is this script's folder, first on sys.path
 
 MODEL = ["--preset", "ptb-lstm-small", "--bptt", "5", "--lr", "5", "--clip", "1.0"]
 RUNS = {
@@ -32,23 +30,8 @@ RUNS = {
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default="/work/runs/dni_word_ptb", help="workdirs go here")
-    ap.add_argument("--epochs", type=int, default=13)
-    ap.add_argument("--max-steps", type=int, default=0)
-    ap.add_argument("--only", choices=sorted(RUNS), nargs="*")
-    a = ap.parse_args()
-    for name in a.only or RUNS:
-        args = ["train", *MODEL, *RUNS[name], "--epochs", str(a.epochs), "--log-every", "500",
-                "--max-steps", str(a.max_steps), "--workdir", f"{a.root}/{name}"]
-        print(f"{name}: jax-rnnlm {' '.join(args)}", file=sys.stderr, flush=True)
-        code = jax_rnnlm(args)
-        if code:
-            return code
-        with open(f"{a.root}/{name}/metrics.jsonl") as f:
-            summary = [json.loads(line) for line in f][-1]
-        print(json.dumps({"run": name, **summary}), flush=True)
-    return 0
+    return run_named(__doc__.splitlines()[0], MODEL, RUNS, root="/work/runs/dni_word_ptb",
+                     epochs=13)
 
 
 if __name__ == "__main__":
