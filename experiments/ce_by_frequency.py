@@ -24,7 +24,7 @@ def token_ce(trained, ids, batch, bptt):
     streams = data.batchify(ids, batch, source="valid split")
     losses = jax.jit(lambda c, x, y: model.token_losses(trained.params, cfg, c, x, y))
     carry, ce, targets = model.init_carry(cfg, batch), [], []
-    for start in range(0, streams.shape[1] - 1 - bptt + 1, bptt):
+    for start in range(0, streams.shape[1] - bptt, bptt):  # the full windows
         x, y = streams[:, start:start + bptt], streams[:, start + 1:start + bptt + 1]
         l_BT, carry = losses(carry, jnp.asarray(x), jnp.asarray(y))
         ce.append(np.asarray(l_BT))

@@ -147,7 +147,8 @@ def main():
                 print(f"round {r + 1} {name}: {(t_hi - t_lo) / (hi - lo) * 1e3:.1f} ms/step",
                       file=sys.stderr, flush=True)
     med = {name: statistics.median(v) for name, v in per_step.items()}
-    out = {"config": vars(a), "cpu": report.cpu_name(), "ms_per_step": {k: v * 1e3 for k, v in med.items()},
+    out = {"config": vars(a), "cpu": report.cpu_name(),
+           "ms_per_step": {k: v * 1e3 for k, v in med.items()},
            "tokens_per_s": {k: tokens / v for k, v in med.items()},
            "samples_ms": {k: [x * 1e3 for x in v] for k, v in per_step.items()},
            "cli_over_inner_loop": med["jax-rnnlm train"] / med["inner loop"] - 1}

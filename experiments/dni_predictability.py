@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--windows", type=int, default=1500)
     a = ap.parse_args()
     trained = checkpoint.load_trained(a.workdir)
-    corpus = data.load_corpus("ptb", level=trained.level, vocab=trained.vocab)
+    corpus = data.load_corpus(trained.source, level=trained.level, vocab=trained.vocab)
     c, g = pairs(trained, data.batchify(corpus.train, 20, source="train"), a.bptt, a.windows)
     n = int(0.8 * len(c))
     x = np.hstack([c, np.ones((len(c), 1))])

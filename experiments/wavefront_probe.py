@@ -151,6 +151,13 @@ def split_forward(ps, carries, xs_TBD, *, dtype="float32"):
     return jnp.concatenate([hs, h[None]], 0), [c0, c1]
 
 
+def _max_abs_diff(x, y):
+    """Largest |x - y| over the leaves of two pytrees of the same structure, in float32."""
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    return max(float(jnp.max(jnp.abs(f32(a) - f32(b))))
+               for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True))
+
+
 def _median_ms(fns, args, rounds=7, calls=20):
     times = {k: [] for k in fns}
     for _ in range(rounds):
@@ -181,9 +188,7 @@ def _probe(name, H, T, B, B_eval, dtype):
                 argnums=(0, 2))) for k, f in forms.items() if k != "split"}
         args = (ps, cs, x, r) if kind != "forward" else (ps, cs, x)
         ref = fns["layerwise"](*args)
-        err = {k: max(float(jnp.max(jnp.abs(jnp.asarray(a, jnp.float32) - jnp.asarray(b, jnp.float32))))
-                      for a, b in zip(jax.tree.leaves(f(*args)), jax.tree.leaves(ref)))
-               for k, f in fns.items()}
+        err = {k: _max_abs_diff(f(*args), ref) for k, f in fns.items()}
         ms = _median_ms(fns, args)
         rows.append({"config": name, "dtype": dtype, "pass": kind, "batch": batch, "ms": ms,
                      "speedup_over_layerwise": {k: round(ms["layerwise"] / v, 3)
