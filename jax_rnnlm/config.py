@@ -181,6 +181,9 @@ class TrainConfig:
         default=1, help="parallel streams when evaluating the test split", resumable=True)
     windows_per_call: int = field(
         default=10, help="truncated-BPTT windows per compiled call (fewer Python round trips)")
+    variable_bptt: bool = field(
+        default=False, help="AWD-LSTM's variable window length: each compiled call draws T/2 "
+                            "(p 0.05), else T-5, T or T+5, and scales its lr by length/T")
     log_every: int = field(default=100, help="train steps between lines of metrics.jsonl",
                            resumable=True)
     save_every: int = field(
@@ -285,7 +288,7 @@ PRESETS = {
     "awd-lstm": dict(data="ptb", cell="lstm", num_layers=3, embed_dim=400, hidden_dim=1150,
                      last_hidden_dim=400, tie_weights=True, variational=True, dropout=0.4,
                      dropout_input=0.4, dropout_hidden=0.25, dropout_embed=0.1, weight_drop=0.5,
-                     ar=2.0, tar=1.0, init_scale=0.1, batch_size=20, bptt=70,
+                     ar=2.0, tar=1.0, init_scale=0.1, batch_size=20, bptt=70, variable_bptt=True,
                      optimizer="ntasgd", lr=30.0, clip=0.25, weight_decay=1.2e-6, nonmono=5,
                      epochs=500, eval_batch_size=10, test_batch_size=1),
     # The seed's tanh RNN, tuned here (experiments/ptb_rnn.py). SGD at lr 20 diverged

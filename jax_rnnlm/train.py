@@ -9,6 +9,7 @@ continues exactly where the saved one was.
 """
 import contextlib
 import dataclasses
+import functools
 import math
 import signal
 import threading
@@ -60,7 +61,7 @@ class Job:
     corpus: data.Corpus
     streams: np.ndarray      # train streams [B, L] in host memory (a memory map)
     place: callable          # host columns [B, X] -> the device(s)
-    run_windows: callable    # (state, streams, starts [W]) -> (state, metrics of [W])
+    run_windows: callable    # T -> (state, streams, starts [W]) -> (state, metrics of [W])
     evaluate: callable       # step.evaluate or parallel.sharded_evaluate
     names: list              # param_names, to say which gradient was not finite
     ckpt: Checkpoints
@@ -92,6 +93,38 @@ def chunk_starts(first, n_windows, w, bptt):
     edges = [first, *range(first - first % w + w, n_windows, w), n_windows]
     starts = np.arange(n_windows, dtype=np.int32) * bptt
     return [starts[a:b] for a, b in zip(edges[:-1], edges[1:]) if a < b]
+
+
+def window_lengths(bptt):
+    """(lengths, probabilities) of --variable-bptt: AWD-LSTM draws T/2 with p 0.05, else
+    N(T, 5); here a coarse grid of it (T-5, T, T+5 at 1/4, 1/2, 1/4) so the train step
+    compiles for four lengths, not one per batch."""
+    lengths = (max(1, bptt // 2), max(1, bptt - 5), bptt, bptt + 5)
+    return lengths, (0.05, 0.95 / 4, 0.95 / 2, 0.95 / 4)
+
+
+def epoch_calls(first, n_targets, cfg: TrainConfig, epoch):
+    """[(window starts [<= W], their length)] of the compiled calls for windows first..
+    of 0-based ``epoch`` over ``n_targets`` = L - 1 targets per stream.
+
+    Fixed T: ``chunk_starts``. Variable T: each call draws its length from a generator
+    seeded by (seed, epoch), so a resumed run replays the same plan; the epoch ends
+    when the drawn length no longer fits.
+    """
+    if not cfg.variable_bptt:
+        n = n_targets // cfg.bptt
+        return [(s, cfg.bptt) for s in chunk_starts(first, n, cfg.windows_per_call, cfg.bptt)]
+    rng = np.random.default_rng([cfg.seed, epoch])
+    lengths, probs = window_lengths(cfg.bptt)
+    calls, t, done = [], 0, 0
+    while True:
+        T = int(rng.choice(lengths, p=probs))
+        n = min(cfg.windows_per_call, (n_targets - t) // T)
+        if n == 0:
+            return calls
+        if done + n > first:
+            calls.append(((t + np.arange(n, dtype=np.int32) * T)[max(0, first - done):], T))
+        t, done = t + n * T, done + n
 
 
 @contextlib.contextmanager
@@ -147,14 +180,17 @@ def place_run(model_cfg, cfg, corpus, tx):
     streams, and the carry with them, are sharded over a mesh (parallel.py).
     """
     state = step.init_state(jax.random.key(cfg.seed), model_cfg, tx, cfg.batch_size, cfg.dni)
-    streams = data.train_streams(corpus.train, cfg.batch_size, cfg.bptt)
+    longest = max(window_lengths(cfg.bptt)[0]) if cfg.variable_bptt else cfg.bptt
+    streams = data.train_streams(corpus.train, cfg.batch_size, longest)
     n = cfg.devices or jax.device_count()
     if n == 1:
-        return (state, streams, jnp.asarray,
-                step.jit_train_windows(model_cfg, tx, cfg.bptt, cfg.dni), step.evaluate)
-    state, place, run_windows = parallel.prepare(state, cfg.batch_size, model_cfg, tx, cfg.bptt,
-                                                 n, cfg.dni)
-    return state, streams, place, run_windows, parallel.sharded_evaluate
+        return (state, streams, jnp.asarray, functools.cache(
+            lambda T: step.jit_train_windows(model_cfg, tx, T, cfg.dni)), step.evaluate)
+    state, place, _ = parallel.prepare(state, cfg.batch_size, model_cfg, tx, cfg.bptt, n, cfg.dni)
+    mesh = parallel.make_mesh(n)
+    return state, streams, place, functools.cache(
+        lambda T: parallel.sharded_train_windows(model_cfg, tx, T, mesh, cfg.dni)), \
+        parallel.sharded_evaluate
 
 
 def start_run(state, model_cfg, cfg, corpus, workdir, level, *, resume="auto", echo=print,
@@ -220,18 +256,21 @@ def check_finite(finite_WP, losses_W, step0, loop, job):
 def train_epoch(state, loop, job):
     """Run the rest of the current epoch (or until max_steps or a stop request)."""
     cfg = job.cfg
-    n_windows = data.num_windows(job.streams, cfg.bptt, full_only=True)
-    for starts in chunk_starts(loop.window, n_windows, cfg.windows_per_call, cfg.bptt):
+    lr = epoch_lr(cfg, loop.epoch, loop.lr_scale)
+    for starts, T in epoch_calls(loop.window, job.streams.shape[1] - 1, cfg, loop.epoch):
         step0 = int(state.step)
         if cfg.max_steps:
             starts = starts[: cfg.max_steps - step0]
             if not len(starts):
                 break
+        if cfg.variable_bptt:  # AWD: a shorter window takes a proportionally smaller step
+            state = state.replace(opt_state=optim.with_learning_rate(
+                state.opt_state, lr * T / cfg.bptt))
         t_call = time.perf_counter()
-        columns = job.place(job.streams[:, starts[0]:starts[-1] + cfg.bptt + 1])
-        state, metrics = job.run_windows(state, columns, jnp.asarray(starts - starts[0]))
+        columns = job.place(job.streams[:, starts[0]:starts[-1] + T + 1])
+        state, metrics = job.run_windows(T)(state, columns, jnp.asarray(starts - starts[0]))
         losses, finite = np.asarray(metrics["loss"], np.float64), np.asarray(metrics["finite"])
-        job.clock.count(time.perf_counter() - t_call, len(starts) * cfg.batch_size * cfg.bptt)
+        job.clock.count(time.perf_counter() - t_call, len(starts) * cfg.batch_size * T)
         loop = check_finite(finite, losses, step0, loop, job)
         ok = finite.all(axis=1)
         loop = loop.replace(window=loop.window + len(starts),
@@ -254,6 +293,8 @@ def train_epoch(state, loop, job):
             job.ckpt.save(state, dataclasses.asdict(loop))
             raise Interrupted(f"interrupted at step {n}, checkpoint saved; resumable: "
                               f"run the same command again")
+    if cfg.variable_bptt:  # the epoch's own lr for the epoch-end log and checkpoint
+        state = state.replace(opt_state=optim.with_learning_rate(state.opt_state, lr))
     return state, loop
 
 
@@ -326,8 +367,9 @@ def fit(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, workdir,
     state, streams, place, run_windows, evaluate = place_run(model_cfg, cfg, corpus, tx)
     state, loop, ckpt, resumed = start_run(state, model_cfg, cfg, corpus, workdir, level,
                                            resume=resume, echo=echo, main=main)
-    n_windows = data.num_windows(streams, cfg.bptt, full_only=True)
-    total = min(cfg.epochs * n_windows, cfg.max_steps or cfg.epochs * n_windows)
+    planned = sum(sum(len(s) for s, _ in epoch_calls(0, streams.shape[1] - 1, cfg, e))
+                  for e in range(cfg.epochs))
+    total = min(planned, cfg.max_steps or planned)
     log = wd.MetricsLog(workdir, int(state.step) if resumed else None) if main else wd.NoLog()
     bar = ProgressBar(total, int(state.step), echo=echo, live=live and main)
     val_ppl = None

@@ -54,6 +54,7 @@ def final_state(workdir):
 @pytest.mark.parametrize("extra, points", [
     ((), ("call:5", "mid-save:36", "call:6")),
     (("--synthetic-gradients", "mlp", "--sg-scale", "0.5"), ("call:5", "call:6")),
+    (("--variable-bptt",), ("call:5", "call:6")),
     (("--optimizer", "ntasgd", "--nonmono", "1", "--variational", "--weight-drop", "0.3",
       "--dropout-embed", "0.1", "--ar", "1", "--tar", "1"), ("call:5", "call:6"))])
 def test_killed_runs_resume_bitwise_identically(tiny_corpus_dir, extra, points):
@@ -70,7 +71,7 @@ def test_killed_runs_resume_bitwise_identically(tiny_corpus_dir, extra, points):
     final = worker("never", train_args(tiny_corpus_dir, cut, *extra))
     assert final.returncode == 0, final.stderr
     assert "resuming from step" in final.stderr
-    assert losses(cut) == losses(ref) and len(losses(ref)[0]) == 27
+    assert losses(cut) == losses(ref) and len(losses(ref)[0]) >= 20  # 27 at a fixed T
     assert json.loads(final.stdout.splitlines()[-1])["test_ppl"] == \
         json.loads(done.stdout.splitlines()[-1])["test_ppl"]
     assert_trees_equal(final_state(cut), final_state(ref))

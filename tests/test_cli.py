@@ -231,12 +231,12 @@ def test_presets_are_valid_configs():
 
 def test_the_awd_preset_trains_and_averages_at_a_tiny_size(tiny_corpus_dir, capsys):
     """The awd-lstm preset's structure (3 layers, a narrower tied last layer, every
-    regulariser, NT-ASGD switching on) at toy widths; the full size is smoke-tested
+    regulariser, variable-length BPTT, NT-ASGD switching on: in epoch 6) at toy widths; the full size is smoke-tested
     by experiments/awd_lstm.py."""
     code, out, err = run_main(capsys, "train", "--preset", "awd-lstm", "--data", tiny_corpus_dir,
                               "--workdir", tiny_corpus_dir / "awd", "--embed-dim", "6",
                               "--hidden-dim", "10", "--last-hidden-dim", "6", "--bptt", "5",
-                              "--batch-size", "2", "--epochs", "4", "--nonmono", "1",
+                              "--batch-size", "2", "--epochs", "6", "--nonmono", "1",
                               "--lr", "30", "--eval-batch-size", "2")
     assert code == 0, err
     assert "averaging the iterates from here on" in err
