@@ -77,7 +77,8 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     reference = None
     for n in counts:
-        state, place, run = parallel.prepare(fresh(), B, mcfg, tx, T, n)
+        state, place, run_windows = parallel.prepare(fresh(), B, mcfg, tx, n)
+        run = run_windows(T)
         placed = place(streams)
         jit_losses, jit_s = timed(run, state, placed, starts, args.calls)
         pstate = parallel.pmap_state(fresh(), n)

@@ -225,14 +225,15 @@ def sharded_evaluate(params, cfg, ids_M, *, mesh=None, batch_size=10, bptt=35,
                                   place_tree(model.init_carry(cfg, batch_size), sharding), bptt)
 
 
-def prepare(state, batch_size, cfg, tx, bptt, num_devices=None, dni_cfg=None):
+def prepare(state, batch_size, cfg, tx, num_devices=None, dni_cfg=None):
     """What ``train.fit`` needs to train on ``num_devices`` (default: every device of every
-    process): (placed state, ``place`` for train streams, jitted run_windows), where
+    process): (placed state, ``place`` for train streams, ``run_windows``), where
     ``place(streams [B, X])`` shards the rows of host streams (a process copies only
-    its own) and ``run_windows`` is ``step.jit_train_windows``'s (state, streams [B, X],
-    starts [W]) -> (state, metrics of [W]) with the batch split over the mesh."""
+    its own) and ``run_windows(T)`` is ``step.jit_train_windows``'s (state, streams
+    [B, X], starts [W]) -> (state, metrics of [W]) for windows of T steps, with the
+    batch split over the mesh (one per T, built once)."""
     n = jax.device_count() if num_devices is None else num_devices
     check_batch(batch_size, n)
     mesh = make_mesh(n)
     return (shard_state(state, mesh), functools.partial(shard_streams, mesh=mesh),
-            sharded_train_windows(cfg, tx, bptt, mesh, dni_cfg))
+            functools.cache(lambda T: sharded_train_windows(cfg, tx, T, mesh, dni_cfg)))

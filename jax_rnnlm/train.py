@@ -186,11 +186,8 @@ def place_run(model_cfg, cfg, corpus, tx):
     if n == 1:
         return (state, streams, jnp.asarray, functools.cache(
             lambda T: step.jit_train_windows(model_cfg, tx, T, cfg.dni)), step.evaluate)
-    state, place, _ = parallel.prepare(state, cfg.batch_size, model_cfg, tx, cfg.bptt, n, cfg.dni)
-    mesh = parallel.make_mesh(n)
-    return state, streams, place, functools.cache(
-        lambda T: parallel.sharded_train_windows(model_cfg, tx, T, mesh, cfg.dni)), \
-        parallel.sharded_evaluate
+    state, place, run_windows = parallel.prepare(state, cfg.batch_size, model_cfg, tx, n, cfg.dni)
+    return state, streams, place, run_windows, parallel.sharded_evaluate
 
 
 def start_run(state, model_cfg, cfg, corpus, workdir, level, *, resume="auto", echo=print,

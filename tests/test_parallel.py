@@ -192,7 +192,7 @@ def test_two_process_checkpoint_resumes_onto_the_mesh(two_processes):
 def test_batch_that_does_not_divide_by_the_devices_is_a_clear_error():
     streams = np.zeros((3, 20), np.int32)
     with pytest.raises(ValueError, match="global batch B=3 does not divide by 2 devices"):
-        parallel.prepare(w.fresh_state(), len(streams), w.model_config(), w.optimizer(), w.T, 2)
+        parallel.prepare(w.fresh_state(), len(streams), w.model_config(), w.optimizer(), 2)
 
 
 def test_more_devices_than_exist_is_a_clear_error():

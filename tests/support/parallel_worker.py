@@ -78,7 +78,8 @@ def devices_main(out):
     n = jax.device_count()
     streams = data.train_streams(corpus_ids(), B, T)
 
-    state, place, run = parallel.prepare(fresh_state(), B, model_config(), optimizer(), T, n)
+    state, place, run_windows = parallel.prepare(fresh_state(), B, model_config(), optimizer(), n)
+    run = run_windows(T)
     placed = place(streams)
     state, metrics = run(state, placed, starts())
     carry = jax.tree.leaves(state.carry)[0]
