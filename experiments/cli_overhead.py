@@ -11,7 +11,9 @@ subprocesses (the whole command a user types); the bench's inner loop is
 each figure is the median over rounds.
 
     python experiments/cli_overhead.py                       # tanh RNN 1x200, B=20, T=35
-    python experiments/cli_overhead.py --cell lstm --layers 2 --bptt 20 --dtype float32
+    python experiments/cli_overhead.py --cell lstm --layers 2 --bptt 20          # config 2
+    python experiments/cli_overhead.py --cell lstm --layers 2 --hidden 650 --dropout 0.5 --tied
+    python experiments/cli_overhead.py --cell gru                                 # config 4
 """
 import argparse
 import json
@@ -35,7 +37,8 @@ LR, CLIP = 1.0, 0.25
 def model_flags(a):
     return ["--cell", a.cell, "--num-layers", str(a.layers), "--embed-dim", str(a.hidden),
             "--hidden-dim", str(a.hidden), "--batch-size", str(a.batch), "--bptt", str(a.bptt),
-            "--dtype", a.dtype]
+            "--dtype", a.dtype, "--dropout", str(a.dropout),
+            "--tie-weights" if a.tied else "--no-tie-weights"]
 
 
 def cli_seconds(a, steps, workdir):
@@ -66,7 +69,8 @@ def torch_train(a, steps):
     torch.set_num_threads(os.cpu_count())
     corpus = data.load_corpus("ptb")
     V, H = len(corpus.vocab), a.hidden
-    spec = harness.Spec("cli", a.cell, a.layers, H, bptt=a.bptt, batch=a.batch)
+    spec = harness.Spec("cli", a.cell, a.layers, H, bptt=a.bptt, batch=a.batch,
+                        dropout=a.dropout, tied=a.tied)
     m = peers.torch_lm(spec, V)  # the bench's PyTorch model
     opt = torch.optim.SGD(m.parameters(), lr=LR)
     ids = torch.from_numpy(data.train_streams(corpus.train, a.batch, a.bptt).astype("int64"))
@@ -91,7 +95,8 @@ class InnerLoop:
     def __init__(self, a):
         corpus = data.load_corpus("ptb")
         cfg = ModelConfig(vocab_size=len(corpus.vocab), embed_dim=a.hidden, hidden_dim=a.hidden,
-                          num_layers=a.layers, cell=a.cell, dtype=a.dtype)
+                          num_layers=a.layers, cell=a.cell, dtype=a.dtype,
+                          dropout=a.dropout, tie_weights=a.tied)
         tx = optim.make_optimizer("sgd", LR, CLIP)
         self.state = step.init_state(jax.random.key(0), cfg, tx, a.batch)
         self.streams = jnp.asarray(data.train_streams(corpus.train, a.batch, a.bptt))
@@ -119,6 +124,8 @@ def main():
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--bptt", type=int, default=35)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--dropout", type=float, default=0.0, help="as the bench's config 3: 0.5")
+    ap.add_argument("--tied", action="store_true", help="output weight = embedding")
     ap.add_argument("--windows", type=int, default=10, help="W, windows per compiled call")
     ap.add_argument("--steps", type=int, nargs=2, default=(100, 400))
     ap.add_argument("--rounds", type=int, default=2)

@@ -16,6 +16,7 @@ evaluate after each block, move to N + 1 once solved; stop after ``--max-windows
 
     python experiments/dni_copy.py --bptt 4                       # plain truncated BPTT
     python experiments/dni_copy.py --bptt 4 --sg linear --sg-scale 0.1
+    python experiments/dni_copy.py --bptt 4 --sg linear --sg-scale 1 --sg-discount 0
 Prints one JSON line per solved length and a summary line.
 """
 import argparse
@@ -66,11 +67,13 @@ def run(args):
     cfg = ModelConfig(vocab_size=2 ** args.bits + 1, embed_dim=16, hidden_dim=args.hidden,
                       cell="lstm", init_scale=0.1)
     tx = optim.make_optimizer("adam", args.lr, 1.0)
-    dni_cfg = DNIConfig(args.sg, args.sg_scale, args.sg_lr) if args.sg != "none" else None
+    dni_cfg = (DNIConfig(args.sg, args.sg_scale, args.sg_lr, discount=args.sg_discount)
+               if args.sg != "none" else None)
     state = step.init_state(jax.random.key(args.seed), cfg, tx, args.batch_size, dni_cfg)
     train = step.jit_train_windows(cfg, tx, args.bptt, dni_cfg)
     rng = np.random.default_rng(args.seed)
     W, n, windows, solved, t0 = 50, 1, 0, [], time.perf_counter()
+    best_unsolved, cos = 0.0, []
     while windows < args.max_windows:
         length = args.check_every * args.bptt + 1
         streams, _ = episodes(rng, n, args.bits, args.batch_size, length)
@@ -78,7 +81,8 @@ def run(args):
         streams = jnp.asarray(streams)
         for a in range(0, args.check_every, W):
             starts = jnp.arange(a, min(a + W, args.check_every), dtype=jnp.int32) * args.bptt
-            state, _ = train(state, streams, starts)
+            state, metrics = train(state, streams, starts)
+            cos.append(float(np.mean(metrics.get("sg_cos", np.zeros(1)))))
         windows += args.check_every
         test, copy = episodes(rng, n, args.bits, 64, 40 * (2 * n + 1) + 1)
         acc = float(copy_accuracy(state.params, cfg, jnp.asarray(test), jnp.asarray(copy),
@@ -86,10 +90,15 @@ def run(args):
         if acc >= args.solved:
             solved.append(n)
             print(json.dumps({"solved": n, "accuracy": acc, "windows": windows,
+                              "sg_cos": float(np.mean(cos[-10:])),
                               "wall_s": time.perf_counter() - t0}), flush=True)
-            n += 1
+            n, best_unsolved = n + 1, 0.0
+        else:
+            best_unsolved = max(best_unsolved, acc)
     return {"bptt": args.bptt, "sg": args.sg, "sg_scale": args.sg_scale,
-            "largest_solved": max(solved, default=0), "at_length": n, "windows": windows,
+            "sg_discount": args.sg_discount, "largest_solved": max(solved, default=0),
+            "at_length": n, "best_accuracy_there": best_unsolved,
+            "sg_cos_last": float(np.mean(cos[-10:])), "windows": windows,
             "wall_s": time.perf_counter() - t0}
 
 
@@ -98,6 +107,8 @@ def main(argv=None):
     p.add_argument("--bptt", type=int, default=4, help="T, steps per truncated window")
     p.add_argument("--sg", choices=["none", "linear", "mlp"], default="none")
     p.add_argument("--sg-scale", type=float, default=0.1)
+    p.add_argument("--sg-discount", type=float, default=None,
+                   help="γ of the SG's bootstrapped target (default: --sg-scale)")
     p.add_argument("--sg-lr", type=float, default=1e-3)
     p.add_argument("--bits", type=int, default=4, help="bits per symbol (default: 4)")
     p.add_argument("--hidden", type=int, default=128, help="H of the LSTM (default: 128)")

@@ -202,8 +202,12 @@ class TrainConfig:
         default="none", help="predict the gradient from beyond the window (DNI): none, "
                              "linear or mlp")
     sg_scale: float = field(
-        default=0.1, help="λ: scale of the synthetic gradient, and the discount of its "
-                          "bootstrapped target")
+        default=0.1, help="λ: scale of the synthetic gradient the window's backward pass "
+                          "takes in (and, without --sg-discount, the discount of its target)")
+    sg_discount: float | None = field(
+        default=None, help="γ: weight of the next window's synthetic gradient in the SG's "
+                           "bootstrapped target (a TD-style discount; default: --sg-scale); "
+                           "a value apart from λ costs a second backward pass")
     sg_lr: float = field(default=1e-3, help="Adam learning rate of the synthetic-gradient module")
 
     @property
@@ -211,7 +215,8 @@ class TrainConfig:
         """The DNIConfig of these settings, or None without synthetic gradients."""
         if self.synthetic_gradients == "none":
             return None
-        return DNIConfig(self.synthetic_gradients, self.sg_scale, self.sg_lr)
+        return DNIConfig(self.synthetic_gradients, self.sg_scale, self.sg_lr,
+                         discount=self.sg_discount)
 
     def __post_init__(self):
         _positive_ints(self, ("batch_size", "bptt", "epochs", "eval_batch_size", "nonmono",
@@ -244,10 +249,12 @@ class TrainConfig:
 class DNIConfig:
     """Synthetic gradients for the carried state (dni.py)."""
     kind: str = field(default="linear", help="the synthetic-gradient module: linear or mlp")
-    scale: float = field(default=0.1, help="λ: scale (and discount) of the synthetic gradient")
+    scale: float = field(default=0.1, help="λ: scale of the synthetic gradient the core takes in")
     lr: float = field(default=1e-3, help="Adam learning rate of the module")
     hidden: int = field(default=256, help="M, width of the mlp's hidden layer")
     init_scale: float = field(default=0.01, help="first layer of the mlp uniform in [-s, s]")
+    discount: float | None = field(
+        default=None, help="γ: weight of the next SG in the bootstrapped target (None: λ)")
 
     def __post_init__(self):
         if self.kind not in SG_KINDS[1:]:
@@ -255,6 +262,8 @@ class DNIConfig:
                              f"{self.kind!r}")
         if not 0.0 <= self.scale <= 1.0:
             raise ValueError(f"sg_scale must be in [0, 1], got {self.scale}")
+        if self.discount is not None and not 0.0 <= self.discount <= 1.0:
+            raise ValueError(f"sg_discount must be in [0, 1], got {self.discount}")
         if not (math.isfinite(self.lr) and self.lr > 0.0):
             raise ValueError(f"sg_lr must be > 0, got {self.lr}")
         if self.hidden < 1:

@@ -8,16 +8,19 @@ prediction in. Window k runs from carry c_k to c_{k+1} with loss L_k:
 
   objective   J_k = L_k + <stop_gradient(λ·SG(c_{k+1}) / BT), c_{k+1}>
               its parameter gradient is truncated BPTT's plus the predicted future
-  target      g_k = dJ_k/dc_k = dL_k/dc_k + (dc_{k+1}/dc_k)^T λ·SG(c_{k+1}) / BT
-              from the same backward pass (one pass: params and c_k together)
+  target      g_k = dL_k/dc_k + (dc_{k+1}/dc_k)^T γ·SG(c_{k+1}) / BT
+              (γ = λ by default: then g_k = dJ_k/dc_k, one backward pass for both)
   SG loss     mean over the B streams of |SG(c_k) - stop_gradient(BT·g_k)|^2
 
 (L_k is a mean over the window's B·T tokens; SG works in units of their sum.)
 
-The bootstrap uses the *scaled* prediction, so λ is also a discount on how far
-into the future the synthetic gradient reaches (as γ in TD learning); with
-λ = 1 and a perfect SG the objective's gradient is full BPTT's. The last layer
-of ``SG`` starts at zero, so training starts as plain truncated BPTT.
+By default the bootstrap uses the *scaled* prediction, so λ is also a discount on
+how far into the future the synthetic gradient reaches (as γ in TD learning), and
+one backward pass gives both gradients; ``discount`` sets γ apart from λ (the
+core takes in λ·SG, the target weighs SG(c_{k+1}) by γ) at the cost of a second
+backward pass. With λ = 1 and a perfect SG the objective's gradient is full
+BPTT's. The last layer of ``SG`` starts at zero, so training starts as plain
+truncated BPTT.
 
 ``SG`` maps a carry (a list with one h [B, H], or (h, c) for lstm, per layer)
 to a pytree of the same structure: the leaves are concatenated to [B, S] and
@@ -103,17 +106,31 @@ def cosine(a, b):
 
 
 def window_grads(params, sg, dni_cfg: DNIConfig, cfg, carry, inputs_BT, targets_BT, key=None):
-    """(loss, carry_out, param grads of J, target g_k = dJ/dc_k), from one backward pass
-    with λ·SG(c_{k+1}) / (B·T) as the synthetic gradient of the outgoing carry (SG works
-    in units of the summed token losses, see ``dni_step_grads``)."""
+    """(loss, carry_out, param grads of J, target g_k = dJ_γ/dc_k) with λ·SG(c_{k+1}) / (B·T)
+    as the synthetic gradient of the outgoing carry (SG works in units of the summed
+    token losses, see ``dni_step_grads``). The target's J_γ weighs SG(c_{k+1}) by the
+    discount γ (``dni_cfg.discount``, default λ): with γ = λ one backward pass gives both,
+    otherwise the forward pass's pullback runs twice, once per weight."""
     per_token = 1.0 / inputs_BT.size
+    discount = dni_cfg.scale if dni_cfg.discount is None else dni_cfg.discount
 
     def delta_of(carry_out):
         return jax.tree.map(lambda d: dni_cfg.scale * per_token * d, predict(sg, carry_out))
 
-    (_, (loss, carry_out)), (grads, target) = jax.value_and_grad(
-        window_objective, argnums=(0, 2), has_aux=True)(params, cfg, carry, inputs_BT,
-                                                         targets_BT, delta_of, key)
+    if discount == dni_cfg.scale:
+        (_, (loss, carry_out)), (grads, target) = jax.value_and_grad(
+            window_objective, argnums=(0, 2), has_aux=True)(params, cfg, carry, inputs_BT,
+                                                             targets_BT, delta_of, key)
+        return loss, carry_out, grads, target
+    (loss, carry_out), pullback = jax.vjp(
+        lambda p, c: model.loss(p, cfg, c, inputs_BT, targets_BT, key), params, carry)
+    sg_out = jax.lax.stop_gradient(predict(sg, jax.lax.stop_gradient(carry_out)))
+
+    def weighted(w):  # the cotangent of (L, c_out) in J = L + <w·SG(c_out) / BT, c_out>
+        return jnp.ones_like(loss), jax.tree.map(lambda d: (w * per_token * d).astype(d.dtype),
+                                                 sg_out)
+    grads, _ = pullback(weighted(dni_cfg.scale))
+    _, target = pullback(weighted(discount))
     return loss, carry_out, grads, target
 
 

@@ -58,13 +58,15 @@ def test_an_oracle_synthetic_gradient_makes_two_windows_full_bptt(cell, B, T, se
                            atol=1e-12)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_the_bootstrapped_target_equals_finite_differences(cell):
-    """g_k = dJ/dc_k with the synthetic gradient of c_{k+1} held fixed, against central
-    differences of c -> L(c) + <λ SG(c_{k+1}) / BT, c_out(c)> along random directions
-    (float64)."""
+@pytest.mark.parametrize("cell, discount", [("lstm", None), ("gru", None), ("lstm", 0.2),
+                                             ("gru", 0.0)])
+def test_the_bootstrapped_target_equals_finite_differences(cell, discount):
+    """g_k = dJ_γ/dc_k with the synthetic gradient of c_{k+1} held fixed, against central
+    differences of c -> L(c) + <γ SG(c_{k+1}) / BT, c_out(c)> along random directions
+    (float64; γ = λ when no discount is set). The param grads take in λ·SG whatever γ."""
     cfg, B, T = tiny(cell), 2, 3
-    dni_cfg = DNIConfig("mlp", scale=0.7, hidden=5, init_scale=0.5)
+    dni_cfg = DNIConfig("mlp", scale=0.7, hidden=5, init_scale=0.5, discount=discount)
+    gamma = dni_cfg.scale if discount is None else discount
     x, y, _, _ = windows(3, B, T, cfg.vocab_size)
     with jax.enable_x64(True):
         params = to64(model.init_params(jax.random.key(0), cfg))
@@ -73,8 +75,12 @@ def test_the_bootstrapped_target_equals_finite_differences(cell):
                                     np.float64)  # a module that predicts something
         c0 = to64(random_carry(cfg, B, 4))
         *_, sg_cos = dni.dni_step_grads(params, sg, dni_cfg, cfg, c0, x, y)
-        _, c1, _, target = dni.window_grads(params, sg, dni_cfg, cfg, c0, x, y)
-        delta0 = jax.tree.map(lambda d: dni_cfg.scale * d / x.size, dni.predict(sg, c1))
+        _, c1, grads, target = dni.window_grads(params, sg, dni_cfg, cfg, c0, x, y)
+        delta0 = jax.tree.map(lambda d: gamma * d / x.size, dni.predict(sg, c1))
+        scaled = jax.tree.map(lambda d: dni_cfg.scale * d / x.size, dni.predict(sg, c1))
+        expected = jax.grad(lambda p: dni.window_objective(p, cfg, c0, x, y,
+                                                           lambda c: scaled)[0])(params)
+        assert_trees_close(grads, expected, rtol=1e-9, atol=1e-12)
 
         def frozen(c):
             loss, c_out = model.loss(params, cfg, c, x, y)
@@ -154,6 +160,7 @@ def test_training_with_synthetic_gradients_logs_them_and_learns(tmp_path, repeti
     (dict(synthetic_gradients="rnn"), "synthetic_gradients must be one of"),
     (dict(synthetic_gradients="linear", sg_scale=1.5), r"sg_scale must be in \[0, 1\]"),
     (dict(synthetic_gradients="mlp", sg_lr=0.0), "sg_lr must be > 0"),
+    (dict(synthetic_gradients="linear", sg_discount=-0.1), r"sg_discount must be in \[0, 1\]"),
 ])
 def test_bad_synthetic_gradient_settings_are_named(bad, message):
     with pytest.raises(ValueError, match=message):
