@@ -1,8 +1,9 @@
 """Synthetic gradients on character-level Penn Treebank (issue "Past the truncation window").
 
 Runs of the same LSTM, the same number of epochs: truncated BPTT with T = 8,
-T = 8 with synthetic gradients (DNI: a linear module at λ = 0.1, and an mlp at
-λ = 0.5), and T = 40. Reported in bits per character
+T = 8 with synthetic gradients (DNI: a linear module at λ = 0.1, an mlp at λ = 0.5,
+and a linear module taken in whole, λ = 1, regressed on the window's own gradient
+only, γ = 0), and T = 40. Reported in bits per character
 (log2 of the perplexity). Characters are the PTB files' own: every character is a
 token, the space between words included, and each line end is the character
 "\\n" (so the word-level <eos> of the Mikolov files is one newline here).
@@ -31,6 +32,8 @@ RUNS = {
                "--sg-lr", "0.001"],
     "dni_t8_mlp": ["--bptt", "8", "--synthetic-gradients", "mlp", "--sg-scale", "0.5",
                    "--sg-lr", "0.001"],
+    "dni_t8_g0": ["--bptt", "8", "--synthetic-gradients", "linear", "--sg-scale", "1",
+                  "--sg-discount", "0", "--sg-lr", "0.001"],
     "plain_t40": ["--bptt", "40"],
 }
 

@@ -29,7 +29,8 @@ def main():
     tx = optim.make_optimizer("adam", 0.002, 1.0)
     streams = jnp.asarray(data.train_streams(corpus.train, a.batch, a.bptt))
     variants = {"plain": None, "dni linear": DNIConfig("linear", 0.1, 1e-3),
-                "dni mlp": DNIConfig("mlp", 0.5, 1e-3)}
+                "dni mlp": DNIConfig("mlp", 0.5, 1e-3),
+                "dni linear λ1 γ0": DNIConfig("linear", 1.0, 1e-3, discount=0.0)}
     runs = {}
     for name, dni_cfg in variants.items():
         state = step.init_state(jax.random.key(0), cfg, tx, a.batch, dni_cfg)
