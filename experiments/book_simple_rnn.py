@@ -4,12 +4,12 @@ from about the vocabulary size (418) to about 5 (the book reaches 5.3)."""
 import argparse
 import json
 
-from jax_rnnlm import data, tokenizer, train
+from jax_rnnlm import corpora, data, tokenizer, train
 from jax_rnnlm.config import ModelConfig, TrainConfig
 
 
 def toy_corpus(n_words=1000):
-    text = tokenizer.read_text(data.split_paths(data.fetch_known("ptb"))["train"])
+    text = tokenizer.read_text(data.split_paths(corpora.fetch("ptb"))["train"])
     tokens = tokenizer.tokenize(text, "word")[:n_words]
     vocab = data.Vocab.from_tokens(tokens)
     ids = data.token_ids(tokens, vocab)

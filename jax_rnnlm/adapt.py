@@ -29,9 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_rnnlm import data, model, step
-from jax_rnnlm.config import ModelConfig
-
-RULES = ("sgd", "rms")
+from jax_rnnlm.config import DYNAMIC_RULES as RULES, ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)

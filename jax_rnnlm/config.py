@@ -1,43 +1,25 @@
-"""Every setting of a language-model run, declared once: the model, the training
-loop, the named presets of the recorded experiments, and config files.
+"""Every setting, declared once (``settings.field``: type, allowed values, default,
+help): the model, the training loop, the data, the commands that use a trained
+model, and the named presets of the recorded experiments.
 
-Each field carries its one-line help (shown by ``jax-rnnlm train --help``, and
-the README's flag table is these fields). A ``TrainConfig`` field marked
-``resumable=True`` may change when a run resumes from its workdir; every other
-setting must match the checkpoint (``workdir.differences``).
+The command-line flags, the config-file keys and their checks are made from these
+declarations (``settings``); the README's flag table is their help lines. A field
+marked ``resumable=True`` may change when a run resumes from its workdir; every
+other model, train and data setting must match the checkpoint (``workdir.differences``).
 Precedence on the command line: defaults < --preset < --config FILE < flags.
 """
 import dataclasses
-import json
-import math
-import sys
-from pathlib import Path
 
 from jax_rnnlm.cells import CELLS
 from jax_rnnlm.precision import DTYPES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10
-    import tomli as tomllib
+from jax_rnnlm.settings import check, field
 
 OPTIMIZERS = ("sgd", "adam", "ntasgd")
 SG_KINDS = ("none", "linear", "mlp")
-
-
-def field(default=dataclasses.MISSING, *, help, resumable=False):
-    """A dataclass field with a default, a one-line help text, and whether it may
-    change on resume."""
-    return dataclasses.field(default=default, metadata={"help": help, "resumable": resumable})
-
-
-def help_of(f: dataclasses.Field):
-    return f.metadata["help"]
-
-
-def resumable_fields(cls):
-    """Names of the fields of ``cls`` marked resumable."""
-    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable")}
+LEVELS = ("word", "char")
+SPLITS = ("train", "valid", "test")
+DYNAMIC_RULES = ("sgd", "rms")
+RATE = dict(at_least=0.0, below=1.0)  # a dropout probability
 
 
 def check_recurrent(cfg):
@@ -51,96 +33,85 @@ def check_recurrent(cfg):
         raise ValueError(f"dtype must be one of {DTYPES}, got {cfg.dtype!r}")
 
 
-def _positive_ints(obj, names):
-    for name in names:
-        value = getattr(obj, name)
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    vocab_size: int = field(help="V, number of word (or character) types")
-    embed_dim: int = field(default=200, help="D, width of the word embedding")
-    hidden_dim: int = field(default=200, help="H, width of each recurrent layer")
+    vocab_size: int = field(help="V, number of word (or character) types", at_least=2)
+    embed_dim: int = field(default=200, help="D, width of the word embedding", at_least=1)
+    hidden_dim: int = field(default=200, help="H, width of each recurrent layer", at_least=1)
     last_hidden_dim: int = field(
-        default=0, help="width of the last recurrent layer (0: --hidden-dim); AWD-LSTM sets "
-                        "it to --embed-dim so the output layer can be tied")
-    num_layers: int = field(default=1, help="number of stacked recurrent layers")
-    cell: str = field(default="lstm", help="recurrent cell: rnn (tanh), lstm or gru")
+        default=0, at_least=0,
+        help="width of the last recurrent layer (0: --hidden-dim); AWD-LSTM sets it to "
+             "--embed-dim so the output layer can be tied")
+    num_layers: int = field(default=1, help="number of stacked recurrent layers", at_least=1)
+    cell: str = field(default="lstm", help="recurrent cell: rnn (tanh), lstm or gru",
+                      choices=tuple(CELLS))
     dropout: float = field(
-        default=0.0, help="dropout on non-recurrent connections, in [0, 1) (Zaremba et al.): "
-                          "the embedding output, between layers and the last layer's output")
+        default=0.0, **RATE,
+        help="dropout on non-recurrent connections, in [0, 1) (Zaremba et al.): the "
+             "embedding output, between layers and the last layer's output")
     dropout_input: float | None = field(
-        default=None, help="dropout on the embedding output instead of --dropout (AWD: 0.4)")
+        default=None, **RATE,
+        help="dropout on the embedding output instead of --dropout (AWD: 0.4)")
     dropout_hidden: float | None = field(
-        default=None, help="dropout between recurrent layers instead of --dropout (AWD: 0.25)")
+        default=None, **RATE,
+        help="dropout between recurrent layers instead of --dropout (AWD: 0.25)")
     variational: bool = field(
         default=False, help="one dropout mask per stream and window, shared by its time steps "
                             "(Gal & Ghahramani's variational / locked dropout)")
     dropout_embed: float = field(
-        default=0.0, help="drop whole words: each type's embedding zeroed with this "
-                          "probability per window (AWD: 0.1)")
+        default=0.0, **RATE,
+        help="drop whole words: each type's embedding zeroed with this probability per "
+             "window (AWD: 0.1)")
     weight_drop: float = field(
-        default=0.0, help="DropConnect on the recurrent weights w_h, one mask per window "
-                          "(AWD: 0.5)")
+        default=0.0, **RATE,
+        help="DropConnect on the recurrent weights w_h, one mask per window (AWD: 0.5)")
     ar: float = field(
-        default=0.0, help="activation regularisation: + ar * mean square of the last layer's "
-                          "dropped-out output, in training (AWD: 2)")
+        default=0.0, at_least=0.0,
+        help="activation regularisation: + ar * mean square of the last layer's dropped-out "
+             "output, in training (AWD: 2)")
     tar: float = field(
-        default=0.0, help="temporal activation regularisation: + tar * mean square of the last "
-                          "layer's h_t - h_{t-1}, in training (AWD: 1)")
+        default=0.0, at_least=0.0,
+        help="temporal activation regularisation: + tar * mean square of the last layer's "
+             "h_t - h_{t-1}, in training (AWD: 1)")
     tie_weights: bool = field(
         default=False, help="output weight = embedding transposed (needs embed-dim == hidden-dim)")
     init_scale: float = field(
-        default=0.1, help="weights start uniform in [-init-scale, init-scale]")
+        default=0.1, above=0.0, help="weights start uniform in [-init-scale, init-scale]")
     softmax: str = field(
-        default="full", help="output layer: full, or adaptive (Grave et al. 2017; the "
-                             "vocabulary is then ordered by frequency)")
-    cutoffs: tuple = field(
-        default=(), help="adaptive softmax: comma-separated word ranks where the head and "
-                         "each tail cluster end, e.g. 2000,10000")
+        default="full", choices=("full", "adaptive"),
+        help="output layer: full, or adaptive (Grave et al. 2017; the vocabulary is then "
+             "ordered by frequency)")
+    cutoffs: tuple[int, ...] = field(
+        default=(), at_least=1,
+        help="adaptive softmax: comma-separated word ranks where the head and each tail "
+             "cluster end, e.g. 2000,10000")
     div_value: float = field(
-        default=4.0, help="adaptive softmax: tail i projects h to H / div-value^i dimensions")
+        default=4.0, at_least=1.0,
+        help="adaptive softmax: tail i projects h to H / div-value^i dimensions")
     dtype: str = field(
-        default="float32", help="matmul precision: float32, or bfloat16 (bf16 operands, fp32 "
-                                "accumulation; params, loss and optimizer state stay fp32)")
+        default="float32", choices=DTYPES,
+        help="matmul precision: float32, or bfloat16 (bf16 operands, fp32 accumulation; "
+             "params, loss and optimizer state stay fp32)")
 
     def __post_init__(self):
-        _positive_ints(self, ("vocab_size", "embed_dim", "hidden_dim", "num_layers"))
-        check_recurrent(self)
-        object.__setattr__(self, "cutoffs", tuple(self.cutoffs))  # a list from JSON
+        check(self)
         self._check_softmax()
-        for name in ("dropout", "dropout_input", "dropout_hidden", "dropout_embed",
-                     "weight_drop"):
-            rate = getattr(self, name)
-            if rate is not None and not 0.0 <= rate < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {rate}")
-        if not (self.ar >= 0.0 and self.tar >= 0.0):
-            raise ValueError(f"ar and tar must be >= 0, got {self.ar} and {self.tar}")
-        if self.last_hidden_dim < 0:
-            raise ValueError(f"last_hidden_dim must be >= 0, got {self.last_hidden_dim}")
         if self.tie_weights and self.embed_dim != self.layer_dims[-1]:
             raise ValueError(f"tie_weights needs embed_dim == the last layer's width, got "
                              f"{self.embed_dim} != {self.layer_dims[-1]}; set them equal "
                              f"(--hidden-dim, or --last-hidden-dim) or drop --tie-weights")
 
     def _check_softmax(self):
-        if self.softmax not in ("full", "adaptive"):
-            raise ValueError(f"softmax must be full or adaptive, got {self.softmax!r}")
         if self.softmax == "full":
             if self.cutoffs:
                 raise ValueError("cutoffs apply to --softmax adaptive only")
             return
         c = self.cutoffs
-        if not c or any(not isinstance(x, int) for x in c) or list(c) != sorted(set(c)) \
-                or c[0] < 1 or c[-1] >= self.vocab_size:
+        if not c or list(c) != sorted(set(c)) or c[-1] >= self.vocab_size:
             raise ValueError(f"adaptive softmax needs cutoffs strictly increasing in "
                              f"[1, V={self.vocab_size}), got {list(c)}")
         if self.tie_weights:
             raise ValueError("tie_weights does not combine with the adaptive softmax")
-        if not self.div_value >= 1.0:
-            raise ValueError(f"div_value must be >= 1, got {self.div_value}")
 
     @property
     def layer_dims(self):
@@ -152,63 +123,79 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = field(
-        default=20, help="B, number of parallel streams in a train step")
-    bptt: int = field(default=35, help="T, time steps per truncated-BPTT window")
+        default=20, at_least=1, help="B, number of parallel streams in a train step")
+    bptt: int = field(default=35, at_least=1, help="T, time steps per truncated-BPTT window")
     optimizer: str = field(
-        default="sgd", help="sgd, adam, or ntasgd: SGD, then evaluating (and keeping) the "
-                            "average of the iterates once val ppl stops improving (AWD)")
+        default="sgd", choices=OPTIMIZERS,
+        help="sgd, adam, or ntasgd: SGD, then evaluating (and keeping) the average of the "
+             "iterates once val ppl stops improving (AWD)")
     nonmono: int = field(
-        default=5, help="ntasgd: start averaging when val ppl is worse than the best of the "
-                        "checks more than this many epochs back")
+        default=5, at_least=1,
+        help="ntasgd: start averaging when val ppl is worse than the best of the checks "
+             "more than this many epochs back")
     lr: float = field(
-        default=1.0, help="learning rate for the loss averaged over the B*T tokens of a window")
-    clip: float = field(default=0.25, help="clip the gradient to this global norm")
+        default=1.0, above=0.0, at_most=1e4,
+        help="learning rate for the loss averaged over the B*T tokens of a window")
+    clip: float = field(default=0.25, above=0.0,
+                        help="clip the gradient to this global norm")
     weight_decay: float = field(
-        default=0.0, help="L2 weight decay added to the clipped gradient (AWD: 1.2e-6)")
+        default=0.0, at_least=0.0,
+        help="L2 weight decay added to the clipped gradient (AWD: 1.2e-6)")
     lr_decay: float = field(
-        default=1.0, help="lr factor per epoch once --decay-after epochs are done (Zaremba: 0.5)")
+        default=1.0, above=0.0, at_most=1.0,
+        help="lr factor per epoch once --decay-after epochs are done (Zaremba: 0.5)")
     decay_after: int = field(
-        default=0, help="epochs at full lr before --lr-decay starts (Zaremba small: 4)")
+        default=0, at_least=0,
+        help="epochs at full lr before --lr-decay starts (Zaremba small: 4)")
     plateau_factor: float = field(
-        default=1.0, help="lr factor when val perplexity does not improve (0.25: divide by 4)")
-    epochs: int = field(default=1, help="passes over the train split", resumable=True)
+        default=1.0, above=0.0, at_most=1.0,
+        help="lr factor when val perplexity does not improve (0.25: divide by 4)")
+    epochs: int = field(default=1, at_least=1, help="passes over the train split",
+                        resumable=True)
     max_steps: int = field(
-        default=0, help="stop after this many train steps, then evaluate (0: no limit)",
-        resumable=True)
+        default=0, at_least=0, resumable=True,
+        help="stop after this many train steps, then evaluate (0: no limit)")
     eval_batch_size: int = field(
-        default=10, help="parallel streams when evaluating the valid split", resumable=True)
+        default=10, at_least=1, resumable=True,
+        help="parallel streams when evaluating the valid split")
     test_batch_size: int = field(
-        default=1, help="parallel streams when evaluating the test split", resumable=True)
+        default=1, at_least=1, resumable=True,
+        help="parallel streams when evaluating the test split")
     windows_per_call: int = field(
-        default=10, help="truncated-BPTT windows per compiled call (fewer Python round trips)")
+        default=10, at_least=1,
+        help="truncated-BPTT windows per compiled call (fewer Python round trips)")
     variable_bptt: bool = field(
         default=False, help="AWD-LSTM's variable window length: each compiled call draws T/2 "
                             "(p 0.05), else T-5, T or T+5, and scales its lr by length/T")
-    log_every: int = field(default=100, help="train steps between lines of metrics.jsonl",
-                           resumable=True)
+    log_every: int = field(default=100, at_least=1, resumable=True,
+                           help="train steps between lines of metrics.jsonl")
     save_every: int = field(
-        default=1000, help="train steps between checkpoints, besides each epoch end (0: epoch ends)",
-        resumable=True)
-    keep: int = field(default=3, help="how many of the newest checkpoints to keep (plus the best)",
-                      resumable=True)
+        default=1000, at_least=0, resumable=True,
+        help="train steps between checkpoints, besides each epoch end (0: epoch ends)")
+    keep: int = field(default=3, at_least=1, resumable=True,
+                      help="how many of the newest checkpoints to keep (plus the best)")
     on_nonfinite: str = field(
-        default="stop", help="on a non-finite loss or gradient: stop, or skip the batch",
-        resumable=True)
+        default="stop", choices=("stop", "skip"), resumable=True,
+        help="on a non-finite loss or gradient: stop, or skip the batch")
     devices: int = field(
-        default=0, help="devices to split the B streams over (0: all); B must be a multiple",
-        resumable=True)
-    seed: int = field(default=0, help="random seed for init, dropout and everything else")
+        default=0, at_least=0, resumable=True,
+        help="devices to split the B streams over (0: all); B must be a multiple")
+    seed: int = field(default=0, at_least=0,
+                      help="random seed for init, dropout and everything else")
     synthetic_gradients: str = field(
-        default="none", help="predict the gradient from beyond the window (DNI): none, "
-                             "linear or mlp")
+        default="none", choices=SG_KINDS,
+        help="predict the gradient from beyond the window (DNI): none, linear or mlp")
     sg_scale: float = field(
-        default=0.1, help="λ: scale of the synthetic gradient the window's backward pass "
-                          "takes in (and, without --sg-discount, the discount of its target)")
+        default=0.1, at_least=0.0, at_most=1.0,
+        help="λ: scale of the synthetic gradient the window's backward pass takes in (and, "
+             "without --sg-discount, the discount of its target)")
     sg_discount: float | None = field(
-        default=None, help="γ: weight of the next window's synthetic gradient in the SG's "
-                           "bootstrapped target (a TD-style discount; default: --sg-scale); "
-                           "a value apart from λ costs a second backward pass")
-    sg_lr: float = field(default=1e-3, help="Adam learning rate of the synthetic-gradient module")
+        default=None, at_least=0.0, at_most=1.0,
+        help="γ: weight of the next window's synthetic gradient in the SG's bootstrapped "
+             "target (a TD-style discount; default: --sg-scale); a value apart from λ "
+             "costs a second backward pass")
+    sg_lr: float = field(default=1e-3, above=0.0,
+                         help="Adam learning rate of the synthetic-gradient module")
 
     @property
     def dni(self):
@@ -219,55 +206,141 @@ class TrainConfig:
                          discount=self.sg_discount)
 
     def __post_init__(self):
-        _positive_ints(self, ("batch_size", "bptt", "epochs", "eval_batch_size", "nonmono",
-                              "test_batch_size", "windows_per_call", "log_every"))
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of "
-                             f"{sorted(OPTIMIZERS)}")
-        if not (math.isfinite(self.lr) and 0.0 < self.lr <= 1e4):
-            raise ValueError(f"lr must be in (0, 1e4], got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0.0):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not self.clip > 0.0:
-            raise ValueError(f"clip must be > 0 (the max gradient norm), got {self.clip}")
-        if not 0.0 < self.lr_decay <= 1.0 or not 0.0 < self.plateau_factor <= 1.0:
-            raise ValueError("lr_decay and plateau_factor must be in (0, 1]")
-        if self.max_steps < 0 or self.decay_after < 0 or self.save_every < 0:
-            raise ValueError("max_steps, decay_after and save_every must be >= 0")
-        if self.devices < 0:
-            raise ValueError(f"devices must be >= 0 (0: all devices), got {self.devices}")
-        if self.keep < 1:
-            raise ValueError(f"keep must be at least 1, got {self.keep}")
-        if self.on_nonfinite not in ("stop", "skip"):
-            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
-        if self.synthetic_gradients not in SG_KINDS:
-            raise ValueError(f"synthetic_gradients must be one of {SG_KINDS}, got "
-                             f"{self.synthetic_gradients!r}")
+        check(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class DNIConfig:
     """Synthetic gradients for the carried state (dni.py)."""
-    kind: str = field(default="linear", help="the synthetic-gradient module: linear or mlp")
-    scale: float = field(default=0.1, help="λ: scale of the synthetic gradient the core takes in")
-    lr: float = field(default=1e-3, help="Adam learning rate of the module")
-    hidden: int = field(default=256, help="M, width of the mlp's hidden layer")
-    init_scale: float = field(default=0.01, help="first layer of the mlp uniform in [-s, s]")
+    kind: str = field(default="linear", choices=SG_KINDS[1:],
+                      help="the synthetic-gradient module: linear or mlp")
+    scale: float = field(default=0.1, at_least=0.0, at_most=1.0,
+                         help="λ: scale of the synthetic gradient the core takes in")
+    lr: float = field(default=1e-3, above=0.0, help="Adam learning rate of the module")
+    hidden: int = field(default=256, at_least=1, help="M, width of the mlp's hidden layer")
+    init_scale: float = field(default=0.01, above=0.0,
+                              help="first layer of the mlp uniform in [-s, s]")
     discount: float | None = field(
-        default=None, help="γ: weight of the next SG in the bootstrapped target (None: λ)")
+        default=None, at_least=0.0, at_most=1.0,
+        help="γ: weight of the next SG in the bootstrapped target (None: λ)")
 
     def __post_init__(self):
-        if self.kind not in SG_KINDS[1:]:
-            raise ValueError(f"synthetic gradients must be one of {SG_KINDS[1:]}, got "
-                             f"{self.kind!r}")
-        if not 0.0 <= self.scale <= 1.0:
-            raise ValueError(f"sg_scale must be in [0, 1], got {self.scale}")
-        if self.discount is not None and not 0.0 <= self.discount <= 1.0:
-            raise ValueError(f"sg_discount must be in [0, 1], got {self.discount}")
-        if not (math.isfinite(self.lr) and self.lr > 0.0):
-            raise ValueError(f"sg_lr must be > 0, got {self.lr}")
-        if self.hidden < 1:
-            raise ValueError(f"the sg hidden width must be >= 1, got {self.hidden}")
+        check(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the tokens come from and how they become ids; saved in config.json."""
+    data: str = field(
+        default="ptb",
+        help="a named corpus (ptb, tinyshakespeare, wikitext-2, wikitext-103, enwik8, text8), "
+             "a directory with {ptb.,}{train,valid,test}.txt, or one text file")
+    level: str | None = field(
+        default=None, choices=LEVELS,
+        help="tokens are words (one <eos> per line) or characters (default: the named "
+             "corpus's level, else word)")
+    min_count: int = field(
+        default=1, at_least=1, help="words seen fewer times in train become <unk>")
+    max_vocab: int = field(
+        default=0, valid=(lambda v: v == 0 or v >= 2, "0 (all) or at least 2"),
+        help="keep only the most frequent words, <unk> included (0: all)")
+    data_cache: str | None = field(
+        default=None, resumable=True,
+        help="directory of the memory-mapped id caches (default: $JAX_RNNLM_CACHE or "
+             "~/.cache/jax_rnnlm/ids)")
+
+    def __post_init__(self):
+        check(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """``jax-rnnlm eval``: which text, how it is batched, and evaluation-time adaptation."""
+    split: str = field(default="test", choices=SPLITS, help="which split")
+    batch_size: int = field(default=1, at_least=1, help="parallel streams")
+    bptt: int = field(
+        default=35, at_least=1,
+        help="window length (no effect on the static result beyond float rounding; with "
+             "--dynamic, the adaptation segment)")
+    data: str | None = field(default=None,
+                             help="corpus to score (default: the one the run trained on)")
+    level: str | None = field(default=None, choices=LEVELS,
+                              help="must be the run's level (default: the run's)")
+    data_cache: str | None = field(default=None,
+                                   help="directory of the id caches (default: the run's)")
+    dynamic: str | None = field(
+        default=None, choices=DYNAMIC_RULES,
+        help="dynamic evaluation: a gradient step on each window after scoring it "
+             "(Krause et al. 2018): sgd or rms")
+    dynamic_lr: tuple[float, ...] = field(
+        default=(1e-3,), at_least=0.0,
+        help="its step size (several: tuned on the valid split; 0 adapts nothing)")
+    dynamic_decay: tuple[float, ...] = field(
+        default=(0.0,), at_least=0.0,
+        help="rms rule: pull back toward the trained weights (several: tuned)")
+    dynamic_eps: tuple[float, ...] = field(
+        default=(1.0,), above=0.0,
+        help="rms rule: ε added to √MS, in units of its mean (several: tuned)")
+    ms_windows: int = field(
+        default=1000, at_least=1,
+        help="rms rule: train windows that measure the mean squared gradient")
+    cache: tuple[int, ...] | None = field(
+        default=None, at_least=1,
+        help="neural cache of the last N positions (Grave et al. 2017; several: tuned)")
+    cache_theta: tuple[float, ...] = field(
+        default=(0.3,), at_least=0.0,
+        help="θ, flatness of the cache distribution (several: tuned)")
+    cache_lambda: tuple[float, ...] = field(
+        default=(0.1,), at_least=0.0, at_most=1.0,
+        help="λ, weight of the cache in the mixture (several: tuned)")
+
+    def __post_init__(self):
+        check(self)
+        if self.dynamic and self.cache:
+            raise ValueError("--dynamic and --cache are separate adaptations: choose one")
+        several = (len(self.dynamic_lr) * len(self.dynamic_decay) * len(self.dynamic_eps) > 1
+                   if self.dynamic else self.cache and len(self.cache) * len(
+                       self.cache_theta) * len(self.cache_lambda) > 1)
+        if several and self.split == "valid":
+            raise ValueError("several adaptation settings are tuned on the valid split; "
+                             "evaluate another --split with them")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    """``jax-rnnlm generate``: the prompt and how to sample."""
+    prompt: str = field(default="", help="text to continue (default: a new sentence)")
+    length: int = field(default=50, at_least=1, help="tokens to sample")
+    temperature: float = field(
+        default=1.0, at_least=0.0, help="softmax temperature; 0 picks the most likely token")
+    top_k: int = field(default=0, at_least=0,
+                       help="sample among the k most likely tokens only (0: all)")
+    top_p: float = field(
+        default=1.0, above=0.0, at_most=1.0,
+        help="sample from the smallest set of tokens with this total probability")
+    skip: str = field(
+        default="<unk>", help="comma-separated tokens never to emit; they are resampled "
+                              "without advancing the state")
+    num_samples: int = field(default=1, at_least=1, help="samples drawn in parallel")
+    seed: int = field(default=0, at_least=0, help="random seed of the sampling")
+    json: bool = field(default=False, help="one JSON line per sample instead of plain text "
+                                           "(plain text puts an empty line between samples)")
+
+    def __post_init__(self):
+        check(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+    """``jax-rnnlm score``: which text, scored how."""
+    text: str = field(help="text file to score, or - for stdin")
+    per: str = field(
+        default="line", choices=("line", "text"),
+        help="score each line from a fresh state after <eos> (line), or the whole text as "
+             "one stream as eval does (text)")
+
+    def __post_init__(self):
+        check(self)
 
 
 PRESETS = {
@@ -312,27 +385,3 @@ PRESETS = {
                              bptt=100, optimizer="adam", lr=0.002, clip=5.0, epochs=10,
                              eval_batch_size=32, test_batch_size=32),
 }
-
-
-def read_config_file(path):
-    """Settings from a .toml or .json file, as {field_name: value}."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read config file ({e.strerror})") from None
-    try:
-        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}"
-                         f" ({e})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a table of settings at the top level")
-    return {k.replace("-", "_"): v for k, v in values.items()}
-
-
-def check_keys(values, known, source):
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(sorted(known))}")

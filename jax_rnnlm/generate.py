@@ -83,15 +83,17 @@ def log_prob(params, cfg, carry, tokens_BT):
 
 
 def prompt_ids(prompt, vocab, level):
-    """Ids of a prompt; a word-level prompt starts after an <eos>, as sentences do in training."""
+    """Ids of a prompt (``Vocab.ids``); a word-level prompt starts after an <eos>, as
+    sentences do in training."""
     tokens = list(prompt) if level == "char" else [tokenizer.EOS] + prompt.split()
     if not tokens:  # an empty char-level prompt starts after a newline, or at token 0
         tokens = ["\n"] if "\n" in vocab.index else [vocab.words[0]]
-    unknown = sorted({t for t in tokens if t not in vocab.index})
-    if unknown and tokenizer.UNK not in vocab.index:
+    ids = vocab.ids(tokens, missing=-1)
+    if (ids < 0).any():
+        unknown = sorted({t for t, i in zip(tokens, ids) if i < 0})
         raise ValueError(f"prompt has tokens that are not in the vocabulary, which has no "
                          f"{tokenizer.UNK}: {', '.join(map(repr, unknown))}; rephrase the prompt")
-    return [vocab.index.get(t, vocab.index.get(tokenizer.UNK)) for t in tokens]
+    return ids.tolist()
 
 
 def detokenize(ids, vocab, level):

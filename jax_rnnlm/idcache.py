@@ -4,10 +4,11 @@ A text file becomes int32 token ids in passes over chunks of whole lines, so pea
 memory is O(vocabulary + one chunk) however long the corpus is:
 
 1. provisional ids: every type numbered by its first appearance, written to disk;
-2. the vocabulary, from the train range's counts: first-appearance order (so with
-   the defaults the ids are those ``data.Vocab.from_tokens`` gives), types seen
-   fewer than ``min_count`` times or beyond the ``max_vocab`` most frequent
-   mapped to ``<unk>`` (added at the end if the text has none);
+2. the vocabulary, from the train range's counts (``vocab.choose_words``, the
+   project's one vocabulary builder): first-appearance order (so with the defaults
+   the ids are those ``Vocab.from_tokens`` gives), types seen fewer than
+   ``min_count`` times or beyond the ``max_vocab`` most frequent mapped to
+   ``<unk>`` (added at the end if the text has none);
 3. the final ids, remapped chunk by chunk into a ``.npy`` file.
 
 The ``.npy`` and a small JSON beside it (the vocabulary, the token count) are
@@ -26,8 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from jax_rnnlm.tokenizer import CHUNK_BYTES, UNK, DataError, text_chunks, tokenize
+from jax_rnnlm.vocab import ORDERS, Vocab, choose_words
 
-FORMAT = 1
+FORMAT = 2
+UNK_ADVICE = (f"pass --min-count 2 or --max-vocab N so that rare train words become {UNK} "
+              f"(or add {UNK} to the train text), or fix the text")
 
 
 def cache_home():
@@ -36,18 +40,33 @@ def cache_home():
     return Path(env) if env else Path.home() / ".cache" / "jax_rnnlm" / "ids"
 
 
+def check_cache_dir(cache_dir):
+    """DataError unless ``cache_dir`` (None: ``cache_home()``) is, or can be made, a
+    directory: said before any work, not when the first cache is written."""
+    path = Path(cache_dir) if cache_dir is not None else cache_home()
+    if path.exists() and not path.is_dir():
+        raise DataError(f"--data-cache {path}: is a file, not a directory; choose a "
+                        f"directory for the id caches")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"--data-cache {path}: cannot be created ({e.strerror or e}); "
+                        f"choose a writable directory for the id caches") from None
+
+
 def provisional_ids(path, level, out_path, chunk_bytes=CHUNK_BYTES):
     """Pass 1: ids by first appearance written to ``out_path`` (raw int32).
-    Returns (types in first-appearance order, token count)."""
-    index, count = {}, 0
+    Returns (types in first-appearance order, token count, SHA-256 of the file)."""
+    index, count, digest = {}, 0, hashlib.sha256()
     with open(out_path, "wb") as out:
         for _, text in text_chunks(path, chunk_bytes):
+            digest.update(text.encode("utf-8"))  # the file's bytes: they decoded strictly
             tokens = tokenize(text, level)
             ids = np.fromiter((index.setdefault(t, len(index)) for t in tokens), np.int32,
                               len(tokens))
             out.write(ids.tobytes())
             count += len(tokens)
-    return list(index), count
+    return list(index), count, digest.hexdigest()
 
 
 def _read_chunks(raw_path, stop, step):
@@ -64,32 +83,6 @@ def chunked_counts(raw_path, n_types, stop, step=1 << 20):
     for part in _read_chunks(raw_path, stop, step):
         counts += np.bincount(part, minlength=n_types)
     return counts
-
-
-def choose_vocab(types, counts, min_count=1, max_vocab=0, order="first"):
-    """The kept types in first-appearance order (or with ``order="frequency"`` most
-    frequent first, ties by first appearance), ``<unk>`` appended if any type is cut
-    (and the text has none): at most ``max_vocab`` (0: no limit) types in all."""
-    seen = counts > 0
-    keep = seen & (counts >= min_count)
-    has_unk = UNK in types and keep[types.index(UNK)]
-    if max_vocab and keep.sum() > max_vocab - (0 if has_unk else 1):
-        room = max_vocab - (0 if has_unk else 1)
-        by_count = np.lexsort((np.arange(len(types)), -counts))  # most frequent, then earliest
-        ranked = by_count[keep[by_count]]
-        if has_unk:
-            ranked = ranked[ranked != types.index(UNK)]
-            room -= 1
-        keep = np.zeros_like(keep)
-        keep[ranked[:room]] = True
-        if has_unk:
-            keep[types.index(UNK)] = True
-    ranked = np.lexsort((np.arange(len(types)), -counts)) if order == "frequency" else \
-        np.arange(len(types))
-    words = [types[i] for i in ranked if keep[i]]
-    if (keep != seen).any() and UNK not in words:
-        words.append(UNK)
-    return words
 
 
 def remap(raw_path, count, table, out_path, step=1 << 20):
@@ -139,7 +132,8 @@ def _with(stem, suffix):
 
 
 def open_cache(stem):
-    """(ids memmap, meta) of a complete cache at ``stem`` (.npy + .json), else None."""
+    """(ids memmap, meta) of a complete cache at ``stem`` (.npy + .json) whose ids all
+    lie in its vocabulary, else None."""
     meta_path, ids_path = _with(stem, ".json"), _with(stem, ".npy")
     try:
         meta = json.loads(meta_path.read_text())
@@ -148,6 +142,8 @@ def open_cache(stem):
         return None
     if meta.get("format") != FORMAT or ids.shape != (meta.get("tokens"),) or \
             ids.dtype != np.int32:
+        return None
+    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(meta.get("vocab", ()))):
         return None
     return ids, meta
 
@@ -172,10 +168,11 @@ def cached_ids(path, level, *, vocab_words=None, train_fraction=1.0, min_count=1
     built (and cached) by the streaming passes.
 
     Without ``vocab_words`` the vocabulary comes from the first ``train_fraction``
-    of the file's tokens (1: all of it; ``choose_vocab``); with it, those words are the vocabulary and
-    a token outside it maps to ``<unk>`` (DataError naming the line without one)."""
-    if order not in ("first", "frequency"):
-        raise ValueError(f"vocabulary order must be first or frequency, got {order!r}")
+    of the file's tokens (1: all of it; ``vocab.choose_words``); with it, those words
+    are the vocabulary and a token outside it maps to ``<unk>`` (DataError naming the
+    line without one)."""
+    if order not in ORDERS:
+        raise ValueError(f"vocabulary order must be one of {ORDERS}, got {order!r}")
     settings = {"level": level, "min_count": min_count, "max_vocab": max_vocab, "order": order,
                 "train_fraction": train_fraction,
                 "given_vocab": vocab_digest(vocab_words) if vocab_words is not None else None}
@@ -184,27 +181,26 @@ def cached_ids(path, level, *, vocab_words=None, train_fraction=1.0, min_count=1
     if found is not None:
         return found[0], found[1]["vocab"], found[1]
     if _with(stem, ".npy").exists() and echo:
-        echo(f"{stem}.npy: incomplete or damaged id cache; rebuilding it")
+        echo(f"{stem}.npy: incomplete or damaged id cache (or ids outside its vocabulary); "
+             f"rebuilding it")
 
     def build(tmp):
         raw_path = tmp.with_suffix(".raw")
         try:
-            types, count = provisional_ids(path, level, raw_path)
+            types, count, sha256 = provisional_ids(path, level, raw_path)
             words = vocab_words
             if words is None:
                 counts = chunked_counts(raw_path, len(types), int(count * train_fraction))
-                words = choose_vocab(types, counts, min_count, max_vocab, order)
-            index = {w: i for i, w in enumerate(words)}
-            unk = index.get(UNK, -1)
-            table = np.array([index.get(t, unk) for t in types], np.int32)
-            bad = remap(raw_path, count, table, tmp)
+                words = choose_words(types, counts, min_count=min_count, max_vocab=max_vocab,
+                                     order=order)
+            bad = remap(raw_path, count, Vocab(tuple(words)).ids(types, missing=-1), tmp)
             if bad is not None:
                 token = types[int(np.fromfile(raw_path, np.int32, 1, offset=4 * bad)[0])]
                 raise DataError(f"{path}, line {line_of_token(path, level, bad)}: token "
                                 f"{token!r} is not in the vocabulary built from the train "
-                                f"split, and the vocabulary has no {UNK}; add {UNK} to the "
-                                f"train split or fix the text")
-            return {"source": str(path), "tokens": count, "vocab": list(words), **settings}
+                                f"split, and the vocabulary has no {UNK}; {UNK_ADVICE}")
+            return {"source": str(path), "tokens": count, "vocab": list(words),
+                    "sha256": sha256, **settings}
         finally:
             raw_path.unlink(missing_ok=True)
 

@@ -90,5 +90,9 @@ def eval_params(params, opt_state):
 
 def should_start_averaging(val_history, nonmono):
     """NT-ASGD's non-monotone trigger: the newest validation perplexity is worse than
-    the best of all checks made more than ``nonmono`` checks before it."""
-    return len(val_history) > nonmono and val_history[-1] > min(val_history[:-nonmono])
+    the best of the checks made more than ``nonmono`` checks before it.
+
+    As in AWD-LSTM's main.py, where ``best_val_loss`` holds the earlier checks only:
+    ``len(earlier) > nonmono and newest > min(earlier[:-nonmono])``."""
+    *earlier, newest = val_history
+    return len(earlier) > nonmono and newest > min(earlier[:-nonmono])

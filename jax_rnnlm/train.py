@@ -10,6 +10,7 @@ continues exactly where the saved one was.
 import contextlib
 import dataclasses
 import functools
+import json
 import math
 import signal
 import threading
@@ -22,7 +23,7 @@ import optax
 
 from jax_rnnlm import data, optim, parallel, step, workdir as wd
 from jax_rnnlm.checkpoint import Checkpoints
-from jax_rnnlm.config import ModelConfig, TrainConfig
+from jax_rnnlm.config import DataConfig, ModelConfig, TrainConfig
 from jax_rnnlm.progress import ProgressBar
 
 
@@ -129,13 +130,18 @@ def epoch_calls(first, n_targets, cfg: TrainConfig, epoch):
 
 @contextlib.contextmanager
 def stop_requests():
-    """Turn SIGTERM and SIGINT into a list that the loop checks between compiled calls."""
+    """Turn SIGTERM, SIGINT and SIGHUP into a list that the loop checks between compiled calls."""
     requested = []
     if threading.current_thread() is not threading.main_thread():
         yield requested
         return
+    # SIGHUP: a closed terminal or a dropped ssh session saves like SIGTERM does; under
+    # nohup (SIGHUP ignored) it stays ignored, so the run goes on as the user asked
+    caught = [signal.SIGTERM, signal.SIGINT]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        caught.append(signal.SIGHUP)
     old = {sig: signal.signal(sig, lambda signum, frame: requested.append(signum))
-           for sig in (signal.SIGTERM, signal.SIGINT)}
+           for sig in caught}
     try:
         yield requested
     finally:
@@ -190,15 +196,12 @@ def place_run(model_cfg, cfg, corpus, tx):
     return state, streams, place, run_windows, parallel.sharded_evaluate
 
 
-def start_run(state, model_cfg, cfg, corpus, workdir, level, *, resume="auto", echo=print,
+def start_run(state, model_cfg, cfg, corpus, workdir, data_cfg, *, resume="auto", echo=print,
               main=True):
     """(state, loop, Checkpoints, resumed): ``state`` as given (fresh), or the workdir's
     newest checkpoint restored into its structure and device placement."""
-    wd.check_writable(workdir)
-    foreign = wd.looks_foreign(workdir)
-    if foreign:
-        raise wd.WorkdirError(foreign)
-    info = wd.run_info(model_cfg, cfg, corpus.source, level, corpus.vocab)
+    wd.claim(workdir)
+    info = wd.run_info(model_cfg, cfg, data_cfg, corpus)
     loop, resumed = LoopState(), False
     ckpt = Checkpoints(workdir, keep=cfg.keep)
     if ckpt.latest_step() is not None:
@@ -279,9 +282,10 @@ def train_epoch(state, loop, job):
                 sg_cos_sum=loop.sg_cos_sum + float(np.asarray(metrics["sg_cos"])[ok].sum()))
         n = step0 + len(starts)
         log_point = n // cfg.log_every > step0 // cfg.log_every or n == cfg.max_steps
-        job.bar.update(n, log_point=log_point, epoch=loop.epoch + 1, loss=float(losses.mean()),
-                       ppl=math.exp(losses.mean()), lr=optim.learning_rate(state.opt_state),
-                       tok_s=job.clock.rate())
+        shown = loop.loss_sum / loop.loss_count if loop.loss_count else math.nan
+        job.bar.update(n, log_point=log_point, epoch=loop.epoch + 1, loss=shown,
+                       ppl=math.exp(shown), lr=optim.learning_rate(state.opt_state),
+                       tok_s=job.clock.rate())  # the interval mean, as metrics.jsonl logs it
         if log_point:
             loop = write_train_line(job, state, loop)
         if cfg.save_every and n // cfg.save_every > step0 // cfg.save_every:
@@ -350,20 +354,47 @@ def reached_max_steps(state, cfg):
     return bool(cfg.max_steps) and int(state.step) >= cfg.max_steps
 
 
+def check_data(cfg: TrainConfig, corpus: data.Corpus):
+    """DataError, naming the setting to change, unless the corpus can train a model
+    and evaluate it with these batch sizes: called before any work or any write."""
+    if len(corpus.vocab) < 2:
+        raise data.DataError(f"{corpus.source}: the vocabulary has {len(corpus.vocab)} "
+                             f"type(s) ({', '.join(corpus.vocab.words[:3])}), a model needs "
+                             f"at least 2; lower --min-count or raise --max-vocab")
+    longest = max(window_lengths(cfg.bptt)[0]) if cfg.variable_bptt else cfg.bptt
+    data.train_streams(corpus.train, cfg.batch_size, longest)
+    for split, flag, batch in (("valid", "--eval-batch-size", cfg.eval_batch_size),
+                               ("test", "--test-batch-size", cfg.test_batch_size)):
+        if len(getattr(corpus, split)) // batch < 2:
+            raise data.DataError(f"{split} split: {len(getattr(corpus, split))} tokens cannot "
+                                 f"fill {flag} {batch} streams of at least 2 tokens; use a "
+                                 f"smaller {flag}")
+
+
 def fit(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, workdir,
-        *, level="word", resume="auto", echo=print, live=False, main=True):
+        *, data_cfg: DataConfig | None = None, resume="auto", echo=print, live=False,
+        main=True):
     """Train (resuming from the workdir if it holds a checkpoint), validate each epoch,
     test at the end. Returns the summary dict (None where a figure does not exist).
+    ``data_cfg``: the data settings to record (default: the corpus's source and level).
 
     ``echo`` receives the human-readable progress lines; ``live`` shows a progress
     bar instead (None: when stderr is a terminal). In a multi-process run only the
     ``main`` process writes logs and run files; all of them save checkpoints together.
     """
     echo = echo if main else (lambda s: None)
+    check_data(cfg, corpus)
+    if len(corpus.vocab) != model_cfg.vocab_size:
+        raise ValueError(f"the model's vocab_size {model_cfg.vocab_size} is not the "
+                         f"corpus's {len(corpus.vocab)}")
+    data_cfg = data_cfg or DataConfig(data=corpus.source, level=corpus.level)
+    if wd.why_not_ours(workdir):
+        raise wd.WorkdirError(wd.why_not_ours(workdir))
     tx = optim.from_config(cfg)
     state, streams, place, run_windows, evaluate = place_run(model_cfg, cfg, corpus, tx)
-    state, loop, ckpt, resumed = start_run(state, model_cfg, cfg, corpus, workdir, level,
+    state, loop, ckpt, resumed = start_run(state, model_cfg, cfg, corpus, workdir, data_cfg,
                                            resume=resume, echo=echo, main=main)
+    echo(json.dumps(wd.run_info(model_cfg, cfg, data_cfg, corpus)))  # the settings in force
     planned = sum(sum(len(s) for s, _ in epoch_calls(0, streams.shape[1] - 1, cfg, e))
                   for e in range(cfg.epochs))
     total = min(planned, cfg.max_steps or planned)

@@ -1,5 +1,6 @@
 """A run directory ("workdir") and every file in it: the one place that knows the layout.
 
+    .jax-rnnlm-run     marks the directory as a jax-rnnlm workdir (written first)
     config.json        model, train and data settings of the run
     vocab.json         id -> token list of the train split
     environment.jsonl  one line per start: versions, backend, devices, commit, argv
@@ -19,11 +20,14 @@ from pathlib import Path
 
 import jax
 
-from jax_rnnlm import data
-from jax_rnnlm.config import ModelConfig, TrainConfig, resumable_fields
+from jax_rnnlm import corpora
+from jax_rnnlm.config import DataConfig, ModelConfig, TrainConfig
+from jax_rnnlm.settings import resumable_fields
+from jax_rnnlm.vocab import Vocab
 
 CONFIG, VOCAB, ENVIRONMENT, METRICS = ("config.json", "vocab.json", "environment.jsonl",
                                        "metrics.jsonl")
+MARKER = ".jax-rnnlm-run"
 CHECKPOINTS, BEST = "checkpoints", "best"
 
 
@@ -37,26 +41,34 @@ def checkpoint_dirs(workdir):
     return root / CHECKPOINTS, root / BEST
 
 
-def check_writable(workdir):
-    """Create ``workdir`` if needed and prove a file can be written there."""
+def why_not_ours(workdir):
+    """Why ``workdir`` must not be written by a train run, or None: it is a file, or a
+    non-empty directory that is no jax-rnnlm workdir. Reads only."""
     workdir = Path(workdir)
+    if not workdir.exists():
+        return None
+    if not workdir.is_dir():
+        return f"{workdir} is a file, not a directory; choose another --workdir"
+    entries = sorted(p.name for p in workdir.iterdir())
+    if not entries or MARKER in entries or _legacy_run(workdir):
+        return _strange_checkpoints(workdir)
+    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+    return (f"{workdir} is not a jax-rnnlm workdir: it holds {shown} and no {MARKER}; "
+            f"nothing was written there; choose a new or empty --workdir")
+
+
+def _legacy_run(workdir):
+    """A run of a version before the marker: config.json of this program's layout."""
     try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise WorkdirError(f"cannot write to workdir {workdir}: {e.strerror or e}; "
-                           f"choose a writable --workdir") from None
+        info = json.loads((workdir / CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(info, dict) and {"model", "train", "data"} <= set(info)
+            and (workdir / VOCAB).is_file())
 
 
-def looks_foreign(workdir):
-    """Why ``workdir`` holds something that is not a jax-rnnlm run, or None."""
-    workdir = Path(workdir)
+def _strange_checkpoints(workdir):
     ckpt = workdir / CHECKPOINTS
-    if ckpt.exists() and not (workdir / CONFIG).is_file():
-        return (f"{ckpt} exists but {workdir} has no {CONFIG}: it was not written by "
-                f"jax-rnnlm; use another --workdir")
     if ckpt.is_dir():
         strange = [p.name for p in ckpt.iterdir()
                    if not p.name.split(".")[0].isdigit() and not p.name.startswith(".")]
@@ -66,10 +78,29 @@ def looks_foreign(workdir):
     return None
 
 
-def run_info(model_cfg, train_cfg, source, level, vocab):
-    """The content of config.json."""
+def claim(workdir):
+    """Make ``workdir`` this program's: refuse anyone else's (unchanged), create it if
+    needed, and write the marker (which also proves the directory is writable)."""
+    why = why_not_ours(workdir)
+    if why:
+        raise WorkdirError(why)
+    workdir = Path(workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        if not (workdir / MARKER).is_file():
+            _atomic_write(workdir / MARKER, json.dumps({"program": "jax-rnnlm"}) + "\n")
+    except OSError as e:
+        raise WorkdirError(f"cannot write to workdir {workdir}: {e.strerror or e}; "
+                           f"choose a writable --workdir") from None
+
+
+def run_info(model_cfg, train_cfg, data_cfg, corpus):
+    """The content of config.json: the settings, and what identifies the data (its
+    files' SHA-256, whatever path they were reached by)."""
     return {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg),
-            "data": {"source": str(source), "level": level, "vocab_size": len(vocab)}}
+            "data": {**dataclasses.asdict(data_cfg), "data": corpus.source,
+                     "level": corpus.level, "vocab_size": len(corpus.vocab),
+                     "identity": corpus.identity}}
 
 
 def write_run_info(workdir, info, vocab):
@@ -79,19 +110,32 @@ def write_run_info(workdir, info, vocab):
 
 
 def read_run_info(workdir):
-    """(ModelConfig, TrainConfig, data settings dict, Vocab) of a workdir."""
+    """(ModelConfig, TrainConfig, DataConfig, Vocab) of a workdir."""
     workdir = Path(workdir)
     path = workdir / CONFIG
     if not path.is_file():
         raise WorkdirError(f"{workdir}: no {CONFIG}; is this a jax-rnnlm workdir?")
     try:
         info = json.loads(path.read_text())
-        vocab = data.Vocab(tuple(json.loads((workdir / VOCAB).read_text())))
-        return (ModelConfig(**info["model"]), TrainConfig(**info["train"]), info["data"],
-                vocab)
+        vocab = Vocab(tuple(json.loads((workdir / VOCAB).read_text())))
+        return (ModelConfig(**info["model"]), TrainConfig(**info["train"]),
+                data_config(info["data"]), vocab)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise WorkdirError(f"{workdir}: {CONFIG} or {VOCAB} is unreadable ({e}); "
                            f"it was not written by this version of jax-rnnlm") from None
+
+
+def data_config(section):
+    """The DataConfig of config.json's data section. Runs of earlier versions saved
+    only the path as given ("source"): a named corpus's folder is read as its name."""
+    fields = {f.name for f in dataclasses.fields(DataConfig)}
+    values = {k: v for k, v in section.items() if k in fields}
+    if "data" not in values:
+        source = section["source"]
+        name = Path(source).name if Path(source).is_dir() or not Path(source).exists() \
+            else None
+        values["data"] = name if name in corpora.NAMES else str(Path(source).absolute())
+    return DataConfig(**values)
 
 
 def read_saved_info(workdir):
@@ -101,24 +145,37 @@ def read_saved_info(workdir):
 def differences(saved, new, vocab_saved, vocab_new):
     """Human-readable list of what differs between a saved run and a new one.
 
-    TrainConfig fields declared ``resumable`` may differ; a setting missing from
-    an older config.json counts as its default."""
-    defaults = {"model": _defaults(ModelConfig), "train": _defaults(TrainConfig)}
+    Fields declared ``resumable`` may differ; a setting missing from an older
+    config.json counts as its default. The data are compared by content (their
+    SHA-256), not by the path that reached them."""
+    defaults = {"model": _defaults(ModelConfig), "train": _defaults(TrainConfig),
+                "data": _defaults(DataConfig)}
+    skip = {"train": resumable_fields(TrainConfig),
+            "data": resumable_fields(DataConfig) | {"data", "source", "identity"}}
     diffs = []
     for section in ("model", "train", "data"):
-        old = {**defaults.get(section, {}), **saved.get(section, {})}
+        old = {**defaults[section], **saved.get(section, {})}
         for key in sorted(set(old) | set(new[section])):
-            if section == "train" and key in resumable_fields(TrainConfig):
+            if key in skip.get(section, ()):
                 continue
             a, b = old.get(key), new[section].get(key)
             if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):  # () == []
                 diffs.append(f"{section}.{key}: checkpoint has {a!r}, this run has {b!r}")
+    old_id, new_id = saved["data"].get("identity"), new["data"]["identity"]
+    if old_id is not None and old_id != new_id:
+        diffs.append(f"data: the checkpoint's text ({saved['data'].get('data')}, SHA-256 "
+                     f"{_short(old_id)}) is not this run's ({new['data']['data']}, "
+                     f"{_short(new_id)})")
     if vocab_saved != vocab_new and len(vocab_saved) == len(vocab_new):
         first = next(i for i, (a, b) in enumerate(zip(vocab_saved.words, vocab_new.words))
                      if a != b)
         diffs.append(f"vocabulary: token {first} is {vocab_saved.words[first]!r} in the "
                      f"checkpoint and {vocab_new.words[first]!r} in this run's data")
     return diffs
+
+
+def _short(identity):
+    return ", ".join(f"{k} {v[:12]}" for k, v in sorted(identity.items()))
 
 
 def _defaults(cls):
@@ -170,9 +227,13 @@ def record_environment(workdir, **extra):
 
 
 def json_line(record):
-    """One line of strict JSON: a non-finite float (no perplexity yet) is written as null."""
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-             for k, v in record.items()}
+    """One line of strict JSON. A non-finite float (no perplexity yet, a diverged
+    model) is written as null, and ``null_reasons`` says what it was."""
+    reasons = {k: f"not finite ({v})" for k, v in record.items()
+               if isinstance(v, float) and not math.isfinite(v)}
+    clean = {k: (None if k in reasons else v) for k, v in record.items()}
+    if reasons:
+        clean["null_reasons"] = reasons
     return json.dumps(clean, allow_nan=False) + "\n"
 
 

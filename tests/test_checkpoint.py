@@ -1,7 +1,13 @@
 """Full-state checkpoints: exact resume after kills, signals, damaged checkpoints,
 mismatched runs, non-finite values, and the errors for bad workdirs."""
+import asyncio
+import dataclasses
 import errno
+import gc
 import json
+import logging
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,10 +18,11 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 import pytest
+from absl import logging as absl_logging
 
 from jax_rnnlm import checkpoint, data, model, optim, step, train, workdir as wd
 from jax_rnnlm.checkpoint import CheckpointError
-from jax_rnnlm.config import ModelConfig, TrainConfig
+from jax_rnnlm.config import DataConfig, ModelConfig, TrainConfig
 from jax_rnnlm.workdir import WorkdirError
 from support.trees import assert_trees_equal
 
@@ -140,6 +147,133 @@ def test_a_damaged_checkpoint_is_reported_in_one_line_without_tracebacks(tiny_co
     assert "Traceback" not in done.stderr and "Event loop is closed" not in done.stderr
 
 
+# A run of six steps with a checkpoint every two (steps 2, 4, 6), trained once for the
+# tests below; each one damages a copy of it.
+RUN_ARGS = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "2", "--bptt", "4",
+            "--max-steps", "6", "--save-every", "2", "--windows-per-call", "2", "--keep", "3"]
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "jax_rnnlm", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def six_step_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("six_step_run")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    lines = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"]
+    for split, n in (("train", 40), ("valid", 6), ("test", 6)):
+        (corpus / f"{split}.txt").write_text("\n".join(lines * (n // 3 + 1)) + "\n")
+    done = cli("train", "--data", corpus, "--workdir", root / "run", *RUN_ARGS)
+    assert done.returncode == 0, done.stderr
+    assert sorted(int(p.name) for p in (root / "run" / "checkpoints").iterdir()) == [2, 4, 6]
+    return corpus, root / "run"
+
+
+def damaged_copy(run, tmp_path, damage, steps=(6,)):
+    """A copy of ``run`` whose checkpoints ``steps`` are damaged: 'chunks' truncates the
+    array data, 'manifest' deletes the OCDBT manifest, 'metadata' the tree metadata."""
+    workdir = tmp_path / "run"
+    shutil.copytree(run, workdir)
+    for s in steps:
+        state = workdir / "checkpoints" / str(s) / "state"
+        if damage == "chunks":
+            chunks = [f for f in state.rglob("*") if f.is_file() and f.parent.name == "d"]
+            assert chunks
+            for f in chunks:
+                f.write_bytes(f.read_bytes()[:10])
+        else:
+            (state / {"manifest": "manifest.ocdbt", "metadata": "_METADATA"}[damage]).unlink()
+    return workdir
+
+
+REASONS = {"chunks": r"a file is truncated or corrupted: state/d/[0-9a-f]+; ValueError",
+           "manifest": r"a file is missing: state/manifest\.ocdbt; ValueError",
+           "metadata": r"a file is missing: state/_METADATA; ValueError"}
+
+
+def assert_one_line_fallback(stderr, workdir, damage):
+    """The skipped step is named in one line with a readable reason, and nothing of
+    orbax, absl, asyncio or TensorStore is printed besides."""
+    lines = stderr.splitlines()
+    assert "Traceback" not in stderr and "absl" not in stderr and "tensorstore" not in stderr
+    assert len(lines) < 5, stderr
+    skipped = [l for l in lines if "checkpoint of step" in l]
+    assert len(skipped) == 1, stderr
+    assert re.fullmatch(rf"checkpoint of step 6 in {re.escape(str(workdir))}/checkpoints is "
+                        rf"unreadable \({REASONS[damage]}( \w+)?\); trying step 4",
+                        skipped[0]), skipped[0]
+
+
+@pytest.mark.parametrize("damage", ["chunks", "manifest", "metadata"])
+def test_eval_skips_a_damaged_newest_checkpoint_in_one_line(six_step_run, tmp_path, damage):
+    workdir = damaged_copy(six_step_run[1], tmp_path, damage)
+    done = cli("eval", "--workdir", workdir)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["step"] == 4
+    assert_one_line_fallback(done.stderr, workdir, damage)
+
+
+def test_a_resumed_train_skips_a_damaged_newest_checkpoint_in_one_line(six_step_run, tmp_path):
+    corpus, run = six_step_run
+    workdir = damaged_copy(run, tmp_path, "chunks")
+    done = cli("train", "--data", corpus, "--workdir", workdir, *RUN_ARGS)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["steps"] == 6
+    assert "resuming from step 4" in done.stderr
+    assert_one_line_fallback(done.stderr, workdir, "chunks")
+
+
+def test_eval_with_every_checkpoint_damaged_says_so_without_tracebacks(six_step_run, tmp_path):
+    workdir = damaged_copy(six_step_run[1], tmp_path, "manifest", steps=(2, 4, 6))
+    done = cli("eval", "--workdir", workdir)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert [l.split(" is unreadable")[0] for l in lines[:3]] == [
+        f"checkpoint of step {s} in {workdir}/checkpoints" for s in (6, 4, 2)]
+    assert lines[2].endswith("; no step left")
+    assert lines[3:] == [f"jax-rnnlm eval: error: {workdir}/checkpoints: none of the "
+                         f"checkpoints [6, 4, 2] could be read"]
+
+
+def test_a_restore_attempt_shows_orbax_logs_only_when_it_succeeds(caplog):
+    absl = logging.getLogger("absl")
+    before = (list(absl.handlers), absl.propagate)
+    caplog.set_level(logging.WARNING)
+    with checkpoint._restore_attempt():
+        absl_logging.warning("about the step that is used")
+    with pytest.raises(ValueError), checkpoint._restore_attempt():
+        absl_logging.warning("about a damaged step")
+        raise ValueError("damaged")
+    assert [r.getMessage() for r in caplog.records if r.name == "absl"] == [
+        "about the step that is used"]
+    assert (list(absl.handlers), absl.propagate) == before
+    assert "new_event_loop" not in vars(asyncio.get_event_loop_policy())
+
+
+def test_a_settling_loop_finishes_the_tasks_left_when_it_is_closed(caplog):
+    """What orbax does on a failed read: the first failure ends run_until_complete and
+    the loop is closed while the other reads still run."""
+    loop = checkpoint._SettlingLoop()
+    finished = []
+
+    async def read(i):
+        await asyncio.sleep(0.01 * i)
+        finished.append(i)
+        raise OSError(i)  # failures nobody awaits: retrieved by close(), not reported
+
+    async def restore():
+        return await asyncio.gather(*(read(i) for i in range(4)))
+    with pytest.raises(OSError):
+        loop.run_until_complete(restore())
+    loop.close()
+    assert finished == [0, 1, 2, 3] and loop.is_closed()
+    gc.collect()  # a task left pending or unretrieved would be reported now
+    assert not [r for r in caplog.records if r.name == "asyncio"]
+
+
 def test_missing_files_in_every_checkpoint_is_a_clear_error(tiny_corpus_dir):
     workdir = tiny_corpus_dir / "run"
     mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir)
@@ -206,12 +340,16 @@ def test_only_settings_declared_resumable_may_change(tiny_corpus_dir):
     train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
     saved = wd.read_saved_info(workdir)
     changed = TrainConfig(**{**cfg.__dict__, "seed": 9, "log_every": 7, "devices": 1})
-    info = wd.run_info(mcfg, changed, corpus.source, "word", corpus.vocab)
+    data_cfg = DataConfig(data=corpus.source, level="word", data_cache="/elsewhere")
+    info = wd.run_info(mcfg, changed, data_cfg, corpus)
     assert wd.differences(saved, info, corpus.vocab, corpus.vocab) == [
         "train.seed: checkpoint has 0, this run has 9"]
     del saved["train"]["keep"], saved["model"]["dtype"]  # an older config.json: defaults
-    assert wd.differences(saved, wd.run_info(mcfg, cfg, corpus.source, "word", corpus.vocab),
+    assert wd.differences(saved, wd.run_info(mcfg, cfg, data_cfg, corpus),
                           corpus.vocab, corpus.vocab) == []
+    fewer = wd.run_info(mcfg, cfg, dataclasses.replace(data_cfg, min_count=2), corpus)
+    assert wd.differences(saved, fewer, corpus.vocab, corpus.vocab) == [
+        "data.min_count: checkpoint has 1, this run has 2"]
 
 
 def poison_token(monkeypatch, token_id):
@@ -268,7 +406,7 @@ def test_checkpoints_of_another_program_are_not_touched(tiny_corpus_dir):
     (workdir / "checkpoints").mkdir(parents=True)
     (workdir / "checkpoints" / "model.pt").write_text("torch")
     mcfg, cfg, corpus = small_run(tiny_corpus_dir, workdir)
-    with pytest.raises(WorkdirError, match="was not written by jax-rnnlm"):
+    with pytest.raises(WorkdirError, match="is not a jax-rnnlm workdir"):
         train.fit(mcfg, cfg, corpus, workdir, echo=lambda s: None)
     assert (workdir / "checkpoints" / "model.pt").read_text() == "torch"
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from jax_rnnlm import config, plot
-from jax_rnnlm.cli import _config, build_parser, main, resolve_train_args
-from jax_rnnlm.config import ModelConfig, TrainConfig
+from jax_rnnlm.cli import build_parser, main, train_settings
 from jax_rnnlm.progress import format_value
 
 
@@ -204,15 +203,54 @@ def test_progress_lines_print_tokens_per_second_as_plain_numbers(tiny_corpus_dir
         "11,450", "4.603", "0.001", "7", "-"]
 
 
+def resolve(*argv):
+    """(data, model, train) settings of a train command line."""
+    return train_settings(build_parser().parse_args(["train", "--workdir", "w", *argv]))
+
+
 def test_config_file_then_flags_override(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('hidden-dim = 64\nembed_dim = 64\nlr = 3.0\ntie-weights = true\n')
-    args = resolve_train_args(["train", "--workdir", "w", "--preset",
-                                       "ptb-lstm-small", "--config", str(cfg), "--lr", "7"])
-    assert (args.hidden_dim, args.lr, args.bptt, args.tie_weights) == (64, 7.0, 20, True)
-    args = resolve_train_args(["train", "--workdir", "w", "--preset", "ptb-lstm-small",
-                                       "--no-tie-weights", "--config", str(cfg)])
-    assert args.tie_weights is False and args.lr == 3.0
+    _, model, tr = resolve("--preset", "ptb-lstm-small", "--config", str(cfg), "--lr", "7")
+    assert (model.hidden_dim, tr.lr, tr.bptt, model.tie_weights) == (64, 7.0, 20, True)
+    _, model, tr = resolve("--preset", "ptb-lstm-small", "--no-tie-weights", "--config",
+                           str(cfg))
+    assert model.tie_weights is False and tr.lr == 3.0
+
+
+@pytest.mark.parametrize("line, key, problem", [
+    ('variational = "no"', "variational", "must be true or false"),
+    ("seed = true", "seed", "must be an integer"),
+    ("max_steps = 20.5", "max_steps", "must be an integer"),
+    ('hidden_dim = "abc"', "hidden_dim", "must be an integer"),
+    ("data = 5", "data", "must be a string"),
+    ('softmax = "adaptive"\ncutoffs = 1000', "cutoffs", "must be a list of integers"),
+    ("lr = nan", "lr", "must be a finite number"),
+    ("dropout = 1.0", "dropout", "must be in [0, 1)"),
+    ('cell = "lstmm"', "cell", "must be one of rnn, lstm, gru"),
+    ("min_count = 0", "min_count", "must be >= 1"),
+    ("max_vocab = 1", "max_vocab", "must be 0 (all) or at least 2"),
+])
+def test_config_file_values_get_the_checks_of_flags_naming_file_and_key(tmp_path, line, key,
+                                                                        problem):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(line + "\n")
+    with pytest.raises(ValueError) as e:
+        resolve("--config", str(cfg))
+    assert str(e.value).startswith(f"{cfg}: {key} {problem}")
+    assert "--" not in str(e.value)
+
+
+def test_a_bad_flag_value_names_the_flag():
+    with pytest.raises(ValueError, match=r"^--max-steps must be an integer, got '20.5'$"):
+        resolve("--max-steps", "20.5")
+    with pytest.raises(ValueError, match=r"^--init-scale must be a finite number, got inf$"):
+        resolve("--init-scale", "inf")
+
+
+def test_a_preset_value_overridden_by_a_flag_is_checked_as_the_flag():
+    with pytest.raises(ValueError, match=r"^--dropout must be in \[0, 1\), got 2.0$"):
+        resolve("--preset", "ptb-lstm-medium", "--dropout", "2")
 
 
 def test_unknown_config_keys_are_rejected(tmp_path, capsys):
@@ -224,9 +262,8 @@ def test_unknown_config_keys_are_rejected(tmp_path, capsys):
 
 def test_presets_are_valid_configs():
     for name in config.PRESETS:
-        args = resolve_train_args(["train", "--workdir", "w", "--preset", name])
-        _config(ModelConfig, args, vocab_size=100)
-        _config(TrainConfig, args)
+        data_cfg, model, tr = resolve("--preset", name)
+        assert data_cfg.data == config.PRESETS[name]["data"] and tr.epochs > 1
 
 
 def test_the_awd_preset_trains_and_averages_at_a_tiny_size(tiny_corpus_dir, capsys):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jax_rnnlm import data, tokenizer
+from jax_rnnlm import corpora, data, tokenizer
 from jax_rnnlm.tokenizer import DataError
 
 
@@ -105,7 +105,7 @@ def test_split_shorter_than_one_window_is_refused():
 
 def test_named_corpus_offline_says_where_to_put_the_files(tmp_path, monkeypatch):
     monkeypatch.setenv("JAX_RNNLM_DATA", str(tmp_path))
-    monkeypatch.setattr(data.urllib.request, "urlopen",
+    monkeypatch.setattr(corpora.urllib.request, "urlopen",
                         lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
     with pytest.raises(DataError, match=rf"{tmp_path}/ptb/ptb.train.txt: missing and could "
                                         r"not be downloaded .* set JAX_RNNLM_DATA"):
@@ -116,5 +116,5 @@ def test_named_corpus_with_wrong_checksum_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("JAX_RNNLM_DATA", str(tmp_path))
     (tmp_path / "tinyshakespeare").mkdir()
     (tmp_path / "tinyshakespeare" / "input.txt").write_text("not shakespeare")
-    with pytest.raises(DataError, match="does not match the standard file"):
+    with pytest.raises(DataError, match="does not match the published file"):
         data.load_corpus("tinyshakespeare", "char")

@@ -107,5 +107,6 @@ def test_task_vocab_puts_reserved_first_and_maps_unknown_to_unk():
     assert (tokenizer.PAD_ID, tokenizer.BOS_ID, tokenizer.EOS_ID, tokenizer.UNK_ID) == tuple(
         v.index[t] for t in (tokenizer.PAD, tokenizer.BOS, tokenizer.EOS, tokenizer.UNK))
     first = len(tokenizer.RESERVED)  # the first id of a word
-    assert v.ids(["a", "zzz"]) == [first + 1, v.unk_id] and v.unk_id == tokenizer.UNK_ID
+    assert v.ids(["a", "zzz"]).tolist() == [first + 1, v.unk_id]
+    assert v.unk_id == tokenizer.UNK_ID
     assert v.tokens(v.ids(["b", "a"])) == ["b", "a"]

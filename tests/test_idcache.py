@@ -1,4 +1,5 @@
 """The streaming corpus build and its memory-mapped id cache."""
+import hashlib
 import json
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def test_ids_from_the_cache_equal_ids_from_the_text(tmp_path_factory, lines, lev
     assert list(words) == list(vocab.words)
     np.testing.assert_array_equal(ids, expected)
     # chunks of a few bytes split lines in every place: the same ids
-    types, count = idcache.provisional_ids(path, level, root / "raw", chunk_bytes=chunk)
+    types, count, sha = idcache.provisional_ids(path, level, root / "raw", chunk_bytes=chunk)
+    assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
     assert count == len(expected) and types == list(vocab.words)
 
 

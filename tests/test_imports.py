@@ -6,7 +6,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "jax_rnnlm"
 # The pure core (arrays in, arrays out) and the declarations of its settings.
 CORE = {"cells", "precision", "config", "layers", "adaptive", "model", "optim", "step", "dni",
-        "adapt", "tokenizer", "idcache", "data", "generate"}
+        "adapt", "tokenizer", "idcache", "data", "generate", "settings", "vocab", "corpora"}
 
 
 def module_name(path):

@@ -135,10 +135,13 @@ def test_dropout_applies_exactly_when_a_key_is_given_and_the_rate_is_positive():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(vocab_size=0), "vocab_size must be a positive integer"),
-    (dict(hidden_dim=-3), "hidden_dim must be a positive integer"),
-    (dict(num_layers=0), "num_layers must be a positive integer"),
-    (dict(cell="transformer"), "unknown cell 'transformer'"),
+    (dict(vocab_size=1), "vocab_size must be >= 2, got 1"),
+    (dict(hidden_dim=-3), "hidden_dim must be >= 1, got -3"),
+    (dict(num_layers=0), "num_layers must be >= 1, got 0"),
+    (dict(num_layers=1.0), "num_layers must be an integer, got 1.0"),
+    (dict(cell="transformer"), "cell must be one of rnn, lstm, gru, got 'transformer'"),
+    (dict(variational="no"), "variational must be true or false, got 'no'"),
+    (dict(init_scale=float("inf")), "init_scale must be a finite number"),
     (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
     (dict(dropout=-0.1), r"dropout must be in \[0, 1\)"),
     (dict(tie_weights=True, embed_dim=8, hidden_dim=16),

@@ -32,3 +32,21 @@ def test_readme_sequence_task_example_runs():
     scope = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["logits"].shape == (2, 2) and math.isfinite(float(scope["loss"]))
+
+
+def test_readme_flag_table_is_the_declared_settings():
+    """Each train setting's row shows its flag, its declared default and its help line."""
+    import dataclasses
+    from jax_rnnlm.config import DataConfig, ModelConfig, TrainConfig
+    from jax_rnnlm.settings import flag_of, help_of
+    rows = {m.group(1): (m.group(2).strip().strip("`"), m.group(3).replace("`", "")) for m in
+            re.finditer(r"^\| `(--[\w-]+)` \|([^|]*)\| (.*) \|$", README.read_text(), re.M)}
+    for cls in (DataConfig, ModelConfig, TrainConfig):
+        for f in dataclasses.fields(cls):
+            if f.name == "vocab_size":
+                continue
+            default, text = rows[flag_of(f.name)]
+            shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else \
+                ("" if f.default is None else str(f.default))
+            assert default == shown, f.name
+            assert text == help_of(f), f.name

@@ -116,16 +116,18 @@ def test_a_resumed_run_with_nothing_left_to_train_reports_valid_json(tiny_corpus
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(batch_size=0), "batch_size must be a positive integer"),
-    (dict(bptt=-1), "bptt must be a positive integer"),
-    (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'"),
-    (dict(lr=0.0), r"lr must be in \(0, 1e4\]"),
-    (dict(lr=float("nan")), r"lr must be in"),
-    (dict(clip=0.0), "clip must be > 0"),
-    (dict(lr_decay=1.5), "lr_decay and plateau_factor must be in"),
-    (dict(max_steps=-2), "max_steps, decay_after and save_every must be >= 0"),
-    (dict(keep=0), "keep must be at least 1"),
-    (dict(on_nonfinite="ignore"), "on_nonfinite must be 'stop' or 'skip'"),
+    (dict(batch_size=0), "batch_size must be >= 1, got 0"),
+    (dict(bptt=-1), "bptt must be >= 1, got -1"),
+    (dict(optimizer="rmsprop"), "optimizer must be one of sgd, adam, ntasgd, got 'rmsprop'"),
+    (dict(lr=0.0), r"lr must be in \(0, 10000\], got 0.0"),
+    (dict(lr=float("nan")), r"lr must be a finite number, got nan"),
+    (dict(clip=0.0), "clip must be > 0, got 0.0"),
+    (dict(lr_decay=1.5), r"lr_decay must be in \(0, 1\], got 1.5"),
+    (dict(max_steps=-2), "max_steps must be >= 0, got -2"),
+    (dict(max_steps=20.5), "max_steps must be an integer, got 20.5"),
+    (dict(keep=0), "keep must be >= 1, got 0"),
+    (dict(seed=True), "seed must be an integer, got True"),
+    (dict(on_nonfinite="ignore"), "on_nonfinite must be one of stop, skip, got 'ignore'"),
 ])
 def test_train_config_rejects_bad_values(bad, message):
     with pytest.raises(ValueError, match=message):

@@ -12,41 +12,55 @@ from pathlib import Path
 import numpy as np
 
 from jax_rnnlm import data, tokenizer
+from jax_rnnlm.settings import Parser, int_at_least
 from jax_rnnlm.bench import harness, report
 
 
+def config_numbers(text):
+    """--configs: comma-separated numbers of harness.CONFIGS, 1-based."""
+    n = len(harness.CONFIGS)
+    try:
+        numbers = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers or not all(1 <= c <= n for c in numbers):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in 1-{n}, "
+                                         f"got {text!r}")
+    return numbers
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="jax-rnnlm bench", description="Side-by-side throughput: jax_rnnlm, the same "
         "model in Flax's recurrent modules, PyTorch.")
     p.add_argument("--quick", action="store_true",
                    help="tiny config and few repeats (seconds; synthetic ids unless --data)")
-    p.add_argument("--configs", default=None,
+    p.add_argument("--configs", default=None, type=config_numbers,
                    help="comma-separated config numbers 1-4 (default: all)")
     p.add_argument("--peers", default=None,
                    help=f"comma-separated subset of {','.join(harness.PEERS)} (default: all; "
                         f"torch only if importable)")
     p.add_argument("--data", default=None, help="corpus (default: ptb from $JAX_RNNLM_DATA)")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7; quick 2)")
-    p.add_argument("--windows", type=int, default=10,
+    p.add_argument("--repeats", type=int_at_least(1), default=None, help="timed rounds (default 7; quick 2)")
+    p.add_argument("--windows", type=int_at_least(1), default=10,
                    help="train windows per timed chunk = per jitted call (default 10)")
-    p.add_argument("--eval-tokens", type=int, default=None,
+    p.add_argument("--eval-tokens", type=int_at_least(1), default=None,
                    help="about this many tokens per timed evaluation (default 7000)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(),
+    p.add_argument("--threads", type=int_at_least(1), default=os.cpu_count(),
                    help="threads for every peer (default: all cores)")
-    p.add_argument("--matmul-size", type=int, default=None,
+    p.add_argument("--matmul-size", type=int_at_least(1), default=None,
                    help="n of the n x n x n roofline matmul (default 2048)")
-    p.add_argument("--profile", type=int, default=None,
+    p.add_argument("--profile", type=int_at_least(0), default=None,
                    help="repeats of the per-part profile of jax_rnnlm (0: skip; default 5)")
-    p.add_argument("--convergence", type=int, default=None,
+    p.add_argument("--convergence", type=int_at_least(0), default=None,
                    help="train config 2 this many windows in fp32 and bf16 and compare "
                         "val perplexity (0: skip; default 400)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=int_at_least(1), default=None,
                    help="B of every config (default: each config's, 20)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="where the torch peer runs (cuDNN on gpu); the JAX peers use JAX's "
                         "default backend")
-    p.add_argument("--stream-mb", type=int, default=None,
+    p.add_argument("--stream-mb", type=int_at_least(1), default=None,
                    help="MB of the memory-bandwidth probe of the roofline (default 256)")
     p.add_argument("--json", default=None, help="write the full results here")
     return p
@@ -66,7 +80,7 @@ def load_corpus(args):
 def _specs(args):
     specs = harness.QUICK if args.quick else harness.CONFIGS
     if args.configs:
-        specs = [harness.CONFIGS[int(c) - 1] for c in args.configs.split(",")]
+        specs = [harness.CONFIGS[c - 1] for c in args.configs]
     if args.batch_size:
         specs = [dataclasses.replace(s, batch=args.batch_size) for s in specs]
     return specs
@@ -136,6 +150,10 @@ def _convergence(windows, corpus, opts, log):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.json and not Path(args.json).absolute().parent.is_dir():
+        print(f"jax-rnnlm bench: error: --json {args.json}: its folder does not exist",
+              file=sys.stderr)
+        return 2
     specs = _specs(args)
     peers = _peers(args.peers)
     if peers is None:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jax_rnnlm.data import data_home
+from jax_rnnlm.corpora import data_home
 from jax_rnnlm.tokenizer import DataError, read_text
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from jax_rnnlm import layers
 from jax_rnnlm.cells import init_cell, uniform, zero_carry
-from jax_rnnlm.config import ModelConfig, check_recurrent, field, help_of
+from jax_rnnlm.config import ModelConfig, check_recurrent
+from jax_rnnlm.settings import field, help_of
 
 # The one help text of a matmul-precision field (ModelConfig's).
 DTYPE_HELP = help_of(ModelConfig.__dataclass_fields__["dtype"])

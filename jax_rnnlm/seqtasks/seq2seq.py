@@ -29,7 +29,8 @@ import jax.numpy as jnp
 
 from jax_rnnlm import layers
 from jax_rnnlm.cells import CELLS, hidden, init_cell, uniform, zero_carry
-from jax_rnnlm.config import check_recurrent, field
+from jax_rnnlm.config import check_recurrent
+from jax_rnnlm.settings import field
 from jax_rnnlm.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from jax_rnnlm.seqtasks.encoder import DTYPE_HELP, check_nonempty, padded_layer, reverse_padded
 
