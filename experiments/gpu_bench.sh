@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU throughput of jax_rnnlm against PyTorch on cuDNN: bench configs 1-4 at B = 20 and
-# B = 128, one JSON per batch size, in about 8 minutes on one modern GPU.
+# B = 128, one JSON per batch size, in about 8 minutes on one modern GPU; then the
+# parallel-in-time cells (configs 5-10) against the LSTM of their size (2 and 3).
 #
 #   bash experiments/gpu_bench.sh [OUT_DIR]            # on the GPU machine
 #   INSTALL=0 DEVICE=cpu QUICK=1 bash experiments/gpu_bench.sh /tmp/gpu_dry   # CPU dry run
@@ -30,9 +31,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
 if [ "${QUICK:-0}" = 1 ]; then
     ARGS=(--quick --repeats 2 --profile 1)
     BATCHES=(4 8)
+    CONFIGS=()
 else
     ARGS=(--repeats 5 --profile 2 --windows 20 --eval-tokens 20000)
     BATCHES=(20 128)
+    CONFIGS=(--configs 2,3,5,6,7,8,9,10)
 fi
 for B in "${BATCHES[@]}"; do
     # --threads stays at its default; on the GPU it only sizes the host thread pools
@@ -40,4 +43,9 @@ for B in "${BATCHES[@]}"; do
         --peers jax_rnnlm,jax_rnnlm-bf16,torch --convergence 0 --json "$OUT/b${B}.json" \
         | tee "$OUT/b${B}.txt"
 done
-echo "results: $OUT/b*.json"
+if [ ${#CONFIGS[@]} -gt 0 ]; then
+    python -m jax_rnnlm bench "${ARGS[@]}" "${CONFIGS[@]}" --device "$DEVICE" \
+        --peers jax_rnnlm,jax_rnnlm-bf16 --convergence 0 --json "$OUT/parallel_cells.json" \
+        | tee "$OUT/parallel_cells.txt"
+fi
+echo "results: $OUT/b*.json $OUT/parallel_cells.json"

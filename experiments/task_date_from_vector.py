@@ -45,12 +45,12 @@ def init_params(key, cfg, n_years, e=16):
             **{k: v for k, v in dec.items() if k not in ("src_embed", "encoder")}}
 
 
-def encoded(params, cond_B3):
+def encoded(params, cfg, cond_B3):
     """The single input vector per row, as the decoder's Encoded."""
     x = jnp.concatenate([layers.embedding(params[name], cond_B3[:, i])
                          for i, name in enumerate(("year", "month", "day"))], axis=-1)
     h_BH = jnp.tanh(layers.affine(x, params["proj"]["w"], params["proj"]["b"]))
-    return seq2seq.encoded_from_vector(params, h_BH)
+    return seq2seq.encoded_from_vector(params, cfg, h_BH)
 
 
 def run(*, epochs=5, hidden=128, seed=0, echo=print):
@@ -62,10 +62,10 @@ def run(*, epochs=5, hidden=128, seed=0, echo=print):
 
     def loss_fn(p, batch, key):
         c, t = batch
-        return seq2seq.decoder_loss(p, cfg, encoded(p, c), t)
+        return seq2seq.decoder_loss(p, cfg, encoded(p, cfg, c), t)
 
-    greedy = jax.jit(lambda p, c: seq2seq.greedy_decode(p, cfg, encoded(p, c), max_len)[0])
-    beam = jax.jit(lambda p, c: seq2seq.beam_decode(p, cfg, encoded(p, c), max_len, 3))
+    greedy = jax.jit(lambda p, c: seq2seq.greedy_decode(p, cfg, encoded(p, cfg, c), max_len)[0])
+    beam = jax.jit(lambda p, c: seq2seq.beam_decode(p, cfg, encoded(p, cfg, c), max_len, 3))
     text = lambda ids: "".join(tv.tokens(seq2seq.strip(ids)))
 
     def evaluate(p):

@@ -5,12 +5,12 @@ Layer by layer, an L-layer window is L·T dependent steps, each a small
 [B, H] @ [H, G·H] product and a few elementwise ops. Layer l+1 at time t needs only
 layer l's output at t, made one step earlier, so all layers can advance together:
 T + L − 1 steps. Two forms, timed against the library's layer-by-layer stack
-(``layers.recurrent_layer``, hand-written backward) on 2-layer LSTMs:
+(``layers.recurrent_layer``, hand-written backward of ``time_loop``) on 2-layer LSTMs:
 
 - ``block``: each step one [B, L·H] @ [L·H, L·G·H] product with a block matrix
   (each layer's w_h on the diagonal, the next layer's w_x beside it, zeros
   elsewhere) and the cell's nonlinearity over every layer at once; the steady
-  steps run through ``layers.time_scan`` and so share its hand-written backward.
+  steps run through ``time_loop.time_scan`` and so share its hand-written backward.
 - ``split`` (forward only): the same steps without the zero block, two products
   per step (h0 @ [w_h0 | w_x1] and h1 @ w_h1).
 
@@ -31,8 +31,9 @@ import numpy as np
 
 from jax_rnnlm import layers
 from jax_rnnlm.bench.report import cpu_name
-from jax_rnnlm.cells import CELLS, cell_name, hidden, init_cell, lstm_update
-from jax_rnnlm.layers import add_bias, time_scan
+from jax_rnnlm.cells import gru_update, hidden, init_cell, lstm_update, rnn_update, zero_carry
+from jax_rnnlm.precision import add_bias
+from jax_rnnlm.time_loop import time_scan
 from jax_rnnlm.precision import matmul
 
 SHAPES = [  # (name, H, T, train batch, eval batch): bench configs 2 and 3
@@ -41,7 +42,16 @@ SHAPES = [  # (name, H, T, train batch, eval batch): bench configs 2 and 3
 ]
 
 
-def wavefront_stack(layer_params, carries, xs_TBD, *, dtype="float32"):
+UPDATES = {"rnn": rnn_update, "lstm": lstm_update, "gru": gru_update}
+
+
+def projected_step(name, p, carry, xw_BG, dtype="float32"):
+    """One step of a classic cell from its projected input xw = x w_x + b: (carry, h)."""
+    carry = UPDATES[name](p, carry, xw_BG, matmul(hidden(carry), p["w_h"], dtype))
+    return carry, hidden(carry)
+
+
+def wavefront_stack(layer_params, carries, xs_TBD, *, cell="lstm", dtype="float32"):
     """L rnn or lstm layers of one width over a window of T >= L steps, nothing
     between them (no dropout). (Not the gru: its update treats ``h w_h`` apart from
     ``x w_x``, and here the next layer's input product arrives inside the recurrent one.)
@@ -49,7 +59,7 @@ def wavefront_stack(layer_params, carries, xs_TBD, *, dtype="float32"):
     xs [T, B, D] -> (last layer's outputs hs [T, B, H], list of L final carries).
     """
     ps, L, T = layer_params, len(layer_params), xs_TBD.shape[0]
-    step = CELLS[cell_name(ps[0])].step
+    step = functools.partial(projected_step, cell)
     xw0_TBG = add_bias(matmul(xs_TBD, ps[0]["w_x"], dtype), ps[0]["b"])
     carries, out, last = list(carries), [None] * L, []
 
@@ -64,7 +74,7 @@ def wavefront_stack(layer_params, carries, xs_TBD, *, dtype="float32"):
 
     for s in range(L - 1):
         out = advance(s, range(s + 1))
-    hs_SBK, stacked = time_scan(_stacked_update(cell_name(ps[0]), L), dtype, 1,
+    hs_SBK, stacked = time_scan(_stacked_update(cell, L), dtype, 1,
                                 _block_weight(ps), _stacked_rest(ps), _stack(carries),
                                 _steady_inputs(ps, xw0_TBG, L), None)
     H = ps[0]["w_h"].shape[0]
@@ -105,7 +115,7 @@ def _stacked_rest(ps):
 def _stacked_update(name, L):
     """The cell's update over all L layers at once: carries and inputs side by side
     on the last axis ([B, L·H], [B, L·G·H]), computed as [B, L, ·]."""
-    update = CELLS[name].update
+    update = UPDATES[name]
 
     def stacked(rest, carry, xw, hw):
         split = lambda x: x.reshape(x.shape[0], L, -1)
@@ -127,7 +137,7 @@ def layerwise(ps, carries, xs_TBD, *, dtype="float32"):
     """The library's stack: one ``recurrent_layer`` after another."""
     x, new = xs_TBD, []
     for p, c in zip(ps, carries):
-        x, c = layers.recurrent_layer(p, c, x, dtype=dtype)
+        x, c = layers.recurrent_layer("lstm", p, c, x, dtype=dtype)
         new.append(c)
     return x, new
 
@@ -135,7 +145,7 @@ def layerwise(ps, carries, xs_TBD, *, dtype="float32"):
 def split_forward(ps, carries, xs_TBD, *, dtype="float32"):
     """Two-layer LSTM wavefront without the zero block (forward only)."""
     (p0, p1), G = ps, ps[0]["w_h"].shape[1]
-    step = CELLS["lstm"].step
+    step = functools.partial(projected_step, "lstm")
     xw0_TBG = add_bias(matmul(xs_TBD, p0["w_x"], dtype), p0["b"])
     c0, _ = step(p0, carries[0], xw0_TBG[0], dtype)
     w0 = jnp.concatenate([p0["w_h"], p1["w_x"]], axis=1)
@@ -176,7 +186,7 @@ def _probe(name, H, T, B, B_eval, dtype):
     forms = {"layerwise": layerwise, "block": wavefront_stack, "split": split_forward}
     rows = []
     for kind, batch in (("forward", B), ("forward", B_eval), ("forward+backward", B)):
-        cs = [CELLS["lstm"].zero_carry(batch, H, jnp.float32) for _ in range(2)]
+        cs = [zero_carry("lstm", batch, H) for _ in range(2)]
         x = jax.random.normal(ks[2], (T, batch, H))
         r = jax.random.normal(ks[3], (T, batch, H))
         if kind == "forward":

@@ -1,6 +1,7 @@
-"""Recurrent cells: one init and one update function per cell.
+"""Recurrent cells, chosen by name: each is a small record of its params (init and
+names), its one-step update and its window function (``CELLS``).
 
-Every cell keeps its weights as ``{"w_x": [D, G·H], "w_h": [H, G·H], "b": [G·H]}``
+The classic cells keep their weights as ``{"w_x": [D, G·H], "w_h": [H, G·H], "b": [G·H]}``
 with the G gates concatenated on the last axis in PyTorch order:
 
   rnn  (G=1)  h_t = tanh(x_t w_x + h_{t-1} w_h + b)
@@ -11,72 +12,39 @@ with the G gates concatenated on the last axis in PyTorch order:
 The GRU has one extra bias ``b_hn`` [H] because PyTorch and Flax put the
 candidate's recurrent bias inside the reset gate; with it the weights map
 one-to-one onto ``torch.nn.GRU`` and ``flax.linen.GRUCell`` (tests/test_cells.py
-checks the Flax mapping).
+checks the Flax mapping). Their nonlinearity is ``update(p, carry, xw, hw)`` on the
+projected input ``xw = x_t w_x + b`` and ``hw = h_{t-1} w_h``; their window is the
+sequential scan of ``time_loop`` (hand-written backward). The carry is ``h`` [B, H]
+for rnn and gru and the tuple ``(h, c)`` for lstm.
 
-A step takes the *already projected* input ``xw = x_t w_x + b`` (the layer
-computes that for all T steps in one matmul), so the body of the time scan
-does only ``hw = h_{t-1} w_h`` and the nonlinearity. The nonlinearity is the
-cell's ``update(p, carry, xw, hw)``; ``Cell.step`` puts the two together.
-Keeping them apart lets the layer's backward pass (``layers.recurrent_layer``)
-form the gradient of ``w_h`` in one matmul after the time loop. The carry is
-``h`` [B, H] for rnn and gru and the tuple ``(h, c)`` for lstm.
+The cells linear in their state (mingru, minlstm, rglru: ``linear_cells``) have no
+w_h: their window runs in parallel over time (an associative scan), and their carry
+is ``h`` [B, H].
 """
+import functools
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jax_rnnlm import linear_cells, time_loop
 from jax_rnnlm.precision import matmul
+from jax_rnnlm.time_loop import add_bias, hidden  # noqa: F401 (hidden: part of this API)
 
 
 class Cell(NamedTuple):
-    gates: int                       # G: how many H-wide blocks w_x, w_h and b hold
-    update: Callable                 # (p, carry, xw_BG, hw_BG) -> carry: the nonlinearity
-    zero_carry: Callable             # (batch, hidden, dtype) -> carry
-
-    def step(self, p, carry, xw_BG, dtype="float32"):
-        """One time step: (carry, h [B, H]); ``hw = h_{t-1} w_h`` is its only matmul."""
-        carry = self.update(p, carry, xw_BG, matmul(hidden(carry), p["w_h"], dtype))
-        return carry, hidden(carry)
-
-
-def hidden(carry):
-    """The h [B, H] of a carry: the carry itself, or the first of lstm's (h, c)."""
-    return carry[0] if isinstance(carry, tuple) else carry
+    gates: int               # G: how many H-wide blocks the input projection makes
+    params: tuple            # the names of its params, to tell its params from another's
+    init: Callable           # (key, in_dim D, hidden H, scale) -> params
+    zero_carry: Callable     # (batch, hidden, dtype) -> carry
+    step: Callable           # (p, carry, x_BD, dtype) -> (carry, h_BH): one time step
+    window: Callable         # (p, carry, xs_TBD, mask_TB, dtype, time_loop) -> (hs_TBH, carry)
+    parallel: bool           # whether the window runs in parallel over time
 
 
 def uniform(key, shape, scale):
     """float32 weights uniform in [-scale, scale]: the init of every weight (Zaremba et al.)."""
     return jax.random.uniform(key, shape, jnp.float32, -scale, scale)
-
-
-def init_cell(key, name, in_dim, hidden_dim, scale):
-    """Weights of one cell, uniform in [-scale, scale].
-
-    Returns {"w_x": [D, G·H], "w_h": [H, G·H], "b": [G·H]} (+ "b_hn": [H] for gru).
-    """
-    g = CELLS[name].gates
-    k_x, k_h, k_b, k_n = jax.random.split(key, 4)
-    p = {"w_x": uniform(k_x, (in_dim, g * hidden_dim), scale),
-         "w_h": uniform(k_h, (hidden_dim, g * hidden_dim), scale),
-         "b": uniform(k_b, (g * hidden_dim,), scale)}
-    if name == "gru":
-        p["b_hn"] = uniform(k_n, (hidden_dim,), scale)
-    return p
-
-
-def cell_name(p):
-    """The cell a layer's params belong to, read off the shape of w_h [H, G·H]."""
-    hidden_dim, width = p["w_h"].shape
-    for name, cell in CELLS.items():
-        if cell.gates * hidden_dim == width:
-            return name
-    raise ValueError(f"w_h has shape {p['w_h'].shape}: width is not 1, 3 or 4 times H")
-
-
-def zero_carry(p, batch, dtype=jnp.float32):
-    """Zero state for the cell whose params are ``p`` (H read off w_h [H, G·H])."""
-    return CELLS[cell_name(p)].zero_carry(batch, p["w_h"].shape[0], dtype)
 
 
 def rnn_update(p, h_BH, xw_BH, hw_BH):
@@ -98,6 +66,29 @@ def gru_update(p, h_BH, xw_B3H, hw_B3H):
     return (1.0 - z) * n + z * h_BH
 
 
+def _classic_init(gates, extra=()):
+    def init(key, in_dim, hidden_dim, scale):
+        """{"w_x": [D, G·H], "w_h": [H, G·H], "b": [G·H]} (+ "b_hn": [H] for gru)."""
+        k_x, k_h, k_b, k_n = jax.random.split(key, 4)
+        p = {"w_x": uniform(k_x, (in_dim, gates * hidden_dim), scale),
+             "w_h": uniform(k_h, (hidden_dim, gates * hidden_dim), scale),
+             "b": uniform(k_b, (gates * hidden_dim,), scale)}
+        p.update({name: uniform(k_n, (hidden_dim,), scale) for name in extra})
+        return p
+    return init
+
+
+def _classic_step(update, p, carry, x_BD, dtype="float32"):
+    """One time step from the raw input: (carry, h [B, H])."""
+    xw_BG = add_bias(matmul(x_BD, p["w_x"], dtype), p["b"])
+    carry = update(p, carry, xw_BG, matmul(hidden(carry), p["w_h"], dtype))
+    return carry, hidden(carry)
+
+
+def _classic_window(update, p, carry, xs_TBD, mask_TB, dtype, time_loop_=None):
+    return time_loop.window(update, p, carry, xs_TBD, mask_TB, dtype)
+
+
 def _zeros(batch, hidden_dim, dtype):
     return jnp.zeros((batch, hidden_dim), dtype)
 
@@ -106,8 +97,58 @@ def _zeros_pair(batch, hidden_dim, dtype):
     return (_zeros(batch, hidden_dim, dtype), _zeros(batch, hidden_dim, dtype))
 
 
+def _classic(gates, update, zero, extra=()):
+    return Cell(gates, ("w_x", "w_h", "b") + extra, _classic_init(gates, extra), zero,
+                functools.partial(_classic_step, update),
+                functools.partial(_classic_window, update), parallel=False)
+
+
+def _linear(gates, coefficients, init, names):
+    return Cell(gates, names, init, _zeros, functools.partial(linear_cells.step, coefficients),
+                functools.partial(linear_cells.window, coefficients), parallel=True)
+
+
 CELLS = {
-    "rnn": Cell(1, rnn_update, _zeros),
-    "lstm": Cell(4, lstm_update, _zeros_pair),
-    "gru": Cell(3, gru_update, _zeros),
+    "rnn": _classic(1, rnn_update, _zeros),
+    "lstm": _classic(4, lstm_update, _zeros_pair),
+    "gru": _classic(3, gru_update, _zeros, extra=("b_hn",)),
+    "mingru": _linear(2, linear_cells.mingru_coefficients, linear_cells.init_min(2),
+                      ("w_x", "b")),
+    "minlstm": _linear(3, linear_cells.minlstm_coefficients, linear_cells.init_min(3),
+                       ("w_x", "b")),
+    "rglru": _linear(2, linear_cells.rglru_coefficients, linear_cells.init_rglru,
+                     ("w_in", "b_in", "w_g", "b_g", "a_param")),
 }
+
+
+def init_cell(key, name, in_dim, hidden_dim, scale):
+    """Weights of one layer of the named cell (D = in_dim, H = hidden_dim)."""
+    return CELLS[name].init(key, in_dim, hidden_dim, scale)
+
+
+def zero_carry(name, batch, hidden_dim, dtype=jnp.float32):
+    """Zero state of the named cell for ``batch`` rows of width H."""
+    return CELLS[name].zero_carry(batch, hidden_dim, dtype)
+
+
+def hidden_width(name, p):
+    """H of one layer's params of the named cell, read off its input projection."""
+    if "w_in" in CELLS[name].params:
+        return p["w_in"].shape[-1]
+    return p["w_x"].shape[-1] // CELLS[name].gates
+
+
+def check_params(name, p, hidden_dim):
+    """ValueError unless ``p`` are params of the named cell at width H: their names and
+    the width of the input projection (G·H) tell every cell from every other."""
+    if name not in CELLS:
+        raise ValueError(f"unknown cell {name!r}: choose one of {sorted(CELLS)}")
+    cell = CELLS[name]
+    projection = p["w_in" if "w_in" in cell.params else "w_x"] if set(p) == set(cell.params) \
+        else None
+    width = hidden_dim if "w_in" in cell.params else cell.gates * hidden_dim
+    if projection is None or projection.shape[-1] != width:
+        shapes = {k: tuple(v.shape) for k, v in sorted(p.items())}
+        raise ValueError(f"these params are not those of a {name!r} cell of width "
+                         f"{hidden_dim} (they hold {shapes}; {name} has {cell.params}); "
+                         f"were they trained with another --cell?")

@@ -43,8 +43,15 @@ class ModelConfig:
         help="width of the last recurrent layer (0: --hidden-dim); AWD-LSTM sets it to "
              "--embed-dim so the output layer can be tied")
     num_layers: int = field(default=1, help="number of stacked recurrent layers", at_least=1)
-    cell: str = field(default="lstm", help="recurrent cell: rnn (tanh), lstm or gru",
-                      choices=tuple(CELLS))
+    cell: str = field(
+        default="lstm", choices=tuple(CELLS),
+        help="recurrent cell: rnn (tanh), lstm, gru, or one linear in its state that "
+             "trains in parallel over time: mingru, minlstm (Feng et al. 2024), rglru "
+             "(Griffin's RG-LRU)")
+    time_loop: str = field(
+        default="parallel", choices=("parallel", "scan"), resumable=True,
+        help="mingru, minlstm, rglru: a window as an associative scan over time (parallel) "
+             "or the same math as a sequential scan (scan); the classic cells always scan")
     dropout: float = field(
         default=0.0, **RATE,
         help="dropout on non-recurrent connections, in [0, 1) (Zaremba et al.): the "
@@ -96,6 +103,9 @@ class ModelConfig:
     def __post_init__(self):
         check(self)
         self._check_softmax()
+        if self.weight_drop and CELLS[self.cell].parallel:
+            raise ValueError(f"weight_drop is DropConnect on the recurrent weights w_h, which "
+                             f"the {self.cell} cell has none of; drop --weight-drop")
         if self.tie_weights and self.embed_dim != self.layer_dims[-1]:
             raise ValueError(f"tie_weights needs embed_dim == the last layer's width, got "
                              f"{self.embed_dim} != {self.layer_dims[-1]}; set them equal "

@@ -3,7 +3,7 @@
 Params are a plain pytree in the seed's layout::
 
     {"embed": [V, D],
-     "layers": [{"w_x": [D, G·H], "w_h": [H, G·H], "b": [G·H]}, ...],
+     "layers": [{"w_x": [D, G·H], "w_h": [H, G·H], "b": [G·H]}, ...],  # per cell: cells.py
      "out": {"w": [H, V], "b": [V]}}          # tied: {"b": [V]}, w = embed.T
                                               # adaptive softmax: see adaptive.py
 
@@ -82,7 +82,8 @@ def recurrent_stack(params, cfg: ModelConfig, carry, tokens_BT, key=None):
                 w_h = layers.dropout(jax.random.fold_in(key, n + 1 + i), p["w_h"],
                                      cfg.weight_drop)
                 p = {**p, "w_h": w_h}
-            raw, c = layers.recurrent_layer(p, c, x, dtype=cfg.dtype)
+            raw, c = layers.recurrent_layer(cfg.cell, p, c, x, dtype=cfg.dtype,
+                                            time_loop=cfg.time_loop)
             x = layers.dropout(keys[i + 1], raw, rates[i + 1], time_axis)
             new_carry.append(c)
     return raw, x, new_carry

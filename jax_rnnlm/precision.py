@@ -90,6 +90,11 @@ def contract_rows(x_NI, g_NO, dtype="float32"):
                       preferred_element_type=low if is_fp32(dtype) else jnp.float32)
 
 
+def add_bias(x, b):
+    """x [..., O] + b [O], broadcast explicitly (the tests forbid implicit rank promotion)."""
+    return x + b.reshape((1,) * (x.ndim - 1) + b.shape)
+
+
 def round_to(x, dtype):
     """``x`` rounded to ``dtype`` and back, for elementwise products that must see the
     same numbers as a low-precision matmul of the same operands."""

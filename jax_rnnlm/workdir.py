@@ -150,7 +150,7 @@ def differences(saved, new, vocab_saved, vocab_new):
     SHA-256), not by the path that reached them."""
     defaults = {"model": _defaults(ModelConfig), "train": _defaults(TrainConfig),
                 "data": _defaults(DataConfig)}
-    skip = {"train": resumable_fields(TrainConfig),
+    skip = {"model": resumable_fields(ModelConfig), "train": resumable_fields(TrainConfig),
             "data": resumable_fields(DataConfig) | {"data", "source", "identity"}}
     diffs = []
     for section in ("model", "train", "data"):

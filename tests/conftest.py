@@ -36,6 +36,16 @@ os.environ.setdefault("JAX_RNNLM_DATA", str(SHARED_DATA))
 os.environ.setdefault("JAX_RNNLM_CACHE", tempfile.mkdtemp(prefix="jax_rnnlm_ids_"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def fresh_compiled_programs():
+    """Drop the compiled programs after each test module. Every executable XLA:CPU
+    loads holds about three memory maps, and a process may have 65,530
+    (vm.max_map_count): the whole suite in one process compiles enough programs to
+    reach that, and XLA then crashes with a segmentation fault in the next compile."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture
 def tiny_corpus_dir(tmp_path):
     """A three-split word corpus small enough to train on in a second."""

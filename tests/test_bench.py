@@ -62,3 +62,21 @@ def test_cpu_name_gives_family_model_and_matrix_extensions(tmp_path):
     info.write_text("model name\t: AMD EPYC\ncpu family\t: 26\nmodel\t\t: 2\nflags\t\t: avx512f\n")
     assert report.cpu_name(info) == "AMD EPYC (family 26 model 2; avx512f, no amx)"
     assert report.cpu_name(tmp_path / "missing") == "?"
+
+
+def test_a_parallel_cell_is_benched_against_the_lstm_of_its_size_without_other_peers(
+        monkeypatch, capsys):
+    """Configs 5-10 run the jax_rnnlm peers only and report x LSTM against their matched
+    config when it ran before them (here at toy sizes: the quick corpus and widths)."""
+    toy = {"2": harness.Spec("2 lstm tiny", "lstm", 1, 16, bptt=5, batch=4),
+           "5": harness.Spec("5 mingru tiny", "mingru", 1, 24, bptt=5, batch=4,
+                             matched="2 lstm tiny")}
+    monkeypatch.setattr(harness, "CONFIGS", [toy["2"]] * 4 + [toy["5"]] * 6)
+    assert bench.main(["--quick", "--configs", "2,5", "--peers", "jax_rnnlm,flax",
+                       "--repeats", "1", "--profile", "0", "--convergence", "0"]) == 0
+    table = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| ")]
+    rows = {(r[0], r[1]): r for r in ([c.strip() for c in l.strip("|").split("|")]
+                                      for l in table[1:])}
+    assert ("5 mingru tiny", "flax") not in rows  # no Flax cell of it
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert float(rows[("5 mingru tiny", "jax_rnnlm")][header.index("x LSTM")]) > 0

@@ -300,3 +300,28 @@ def test_train_eval_generate_score_with_the_adaptive_softmax(tiny_corpus_dir, ca
     code, out, err = run_main(capsys, "generate", "--workdir", work, "--prompt", "the cat",
                               "--length", "5")
     assert code == 0 and out.startswith("the cat"), err
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm", "rglru"])
+def test_a_parallel_cell_trains_resumes_and_serves_every_command(tiny_corpus_dir, capsys, cell):
+    """--cell by name through the command line: train (bf16 for one), resume with the
+    other time loop, eval with the cache and dynamic evaluation, generate, score."""
+    work = tiny_corpus_dir / cell
+    base = ("train", "--data", tiny_corpus_dir, "--workdir", work, "--cell", cell,
+            "--embed-dim", "8", "--hidden-dim", "8", "--num-layers", "2", "--batch-size", "2",
+            "--bptt", "5", "--lr", "1", "--eval-batch-size", "2", "--variational",
+            "--dropout", "0.1", "--dtype", "bfloat16" if cell == "rglru" else "float32")
+    code, out, err = run_main(capsys, *base, "--max-steps", "4")
+    assert code == 0, err
+    code, out, err = run_main(capsys, *base, "--max-steps", "8", "--time-loop", "scan")
+    assert code == 0 and "resuming from step 4" in err, err
+    assert json.loads(out.splitlines()[-1])["steps"] == 8
+    for flags in ((), ("--cache", "10"), ("--dynamic", "sgd", "--bptt", "5")):
+        code, out, err = run_main(capsys, "eval", "--workdir", work, "--split", "valid", *flags)
+        assert code == 0 and math.isfinite(json.loads(out)["ppl"]), err
+    code, out, err = run_main(capsys, "generate", "--workdir", work, "--prompt", "the cat",
+                              "--length", "4", "--json")
+    assert code == 0 and json.loads(out)["text"].startswith("the cat"), err
+    code, out, err = run_main(capsys, "score", "--workdir", work, "--text",
+                              tiny_corpus_dir / "valid.txt")
+    assert code == 0 and math.isfinite(json.loads(out.splitlines()[-1])["ppl"]), err

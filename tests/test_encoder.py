@@ -17,18 +17,18 @@ from jax_rnnlm.seqtasks.encoder import EncoderConfig
 
 CELL_NAMES = sorted(cells.CELLS)
 # Jitted once per shape; hypothesis examples vary values and lengths, not shapes.
-recurrent_layer = jax.jit(layers.recurrent_layer, static_argnames="dtype")
-bidirectional = jax.jit(encoder.bidirectional)
+recurrent_layer = jax.jit(layers.recurrent_layer, static_argnums=0, static_argnames="dtype")
+bidirectional = jax.jit(encoder.bidirectional, static_argnums=0)
 encoder_states = jax.jit(encoder.encoder_states, static_argnums=1)
 B, T, EXTRA = 3, 5, 3
 
 
-def manual_scan(p, xs_TBD):
+def manual_scan(cell, p, xs_TBD):
     """The cell's step in a Python loop over time: (hs_TBH, carry), no scan, no mask."""
-    step = cells.CELLS[cells.cell_name(p)].step
-    c, hs = cells.zero_carry(p, xs_TBD.shape[1]), []
+    step = cells.CELLS[cell].step
+    c, hs = cells.zero_carry(cell, xs_TBD.shape[1], cells.hidden_width(cell, p)), []
     for x_BD in xs_TBD:
-        c, h = step(p, c, x_BD @ p["w_x"] + p["b"][None, :])
+        c, h = step(p, c, x_BD)
         hs.append(h)
     return jnp.stack(hs), c
 
@@ -67,15 +67,15 @@ def test_appending_padding_leaves_outputs_and_final_carry_unchanged(cell, seed):
     p = cells.init_cell(jax.random.key(seed), cell, 3, 4, scale=0.5)
     xs, lengths = rows(seed, B, T, 3)
     noise = 100.0 * jax.random.normal(jax.random.key(seed + 1), (EXTRA, B, 3))
-    c0 = cells.zero_carry(p, B)
-    hs, c = recurrent_layer(p, c0, xs, layers.length_mask(lengths, T).T)
+    c0 = cells.zero_carry(cell, B, 4)
+    hs, c = recurrent_layer(cell, p, c0, xs, layers.length_mask(lengths, T).T)
     xs_long = jnp.concatenate([xs, noise])
-    hs_long, c_long = recurrent_layer(p, c0, xs_long, layers.length_mask(lengths, T + EXTRA).T)
+    hs_long, c_long = recurrent_layer(cell, p, c0, xs_long, layers.length_mask(lengths, T + EXTRA).T)
     np.testing.assert_allclose(hs_long[:T], hs, rtol=1e-6, atol=1e-6)
     assert not np.any(hs_long[T:])  # outputs at padding are zero
     assert_trees_close(c_long, c, rtol=1e-6, atol=1e-6)
     # The final carry is the state after each row's last real step of the plain layer.
-    full_hs, _ = recurrent_layer(p, c0, xs)
+    full_hs, _ = recurrent_layer(cell, p, c0, xs)
     last_h = full_hs[lengths - 1, jnp.arange(B)]
     np.testing.assert_allclose(cells.hidden(c), last_h, rtol=1e-5, atol=1e-6)
 
@@ -84,9 +84,9 @@ def test_appending_padding_leaves_outputs_and_final_carry_unchanged(cell, seed):
 def test_all_true_mask_equals_the_unmasked_layer(cell):
     p = cells.init_cell(jax.random.key(0), cell, 3, 4, scale=0.5)
     xs = jax.random.normal(jax.random.key(1), (T, B, 3))
-    c0 = cells.zero_carry(p, B)
-    hs, c = recurrent_layer(p, c0, xs, jnp.ones((T, B), bool))
-    hs_ref, c_ref = recurrent_layer(p, c0, xs)
+    c0 = cells.zero_carry(cell, B, 4)
+    hs, c = recurrent_layer(cell, p, c0, xs, jnp.ones((T, B), bool))
+    hs_ref, c_ref = recurrent_layer(cell, p, c0, xs)
     np.testing.assert_allclose(hs, hs_ref, rtol=1e-6, atol=1e-6)
     assert_trees_close(c, c_ref, rtol=1e-6, atol=1e-6)
 
@@ -96,8 +96,7 @@ def loop_masked_by_hand(cell, dtype, p, carry, xs_TBD, mask_TB):
     step keeps the carry and outputs zeros. (hs_TBH, final carry)."""
     c, outs = carry, []
     for t in range(xs_TBD.shape[0]):
-        xw = layers.affine(xs_TBD[t], p["w_x"], p["b"], dtype)
-        new, h = cells.CELLS[cell].step(p, c, xw, dtype)
+        new, h = cells.CELLS[cell].step(p, c, xs_TBD[t], dtype)
         real_B1 = mask_TB[t][:, None]
         c = jax.tree.map(lambda n, o: jnp.where(real_B1, n, o), new, c)
         outs.append(jnp.where(real_B1, h, 0.0))
@@ -112,7 +111,8 @@ def masked_layer_grads(cell, dtype):
         return jnp.sum(hs * w_hs) + sum(jnp.sum(c * w_c) for c in jax.tree.leaves(carry))
 
     def by_layer(p, carry, xs, mask, w_hs, w_c):
-        return objective(*layers.recurrent_layer(p, carry, xs, mask, dtype=dtype), w_hs, w_c)
+        return objective(*layers.recurrent_layer(cell, p, carry, xs, mask, dtype=dtype),
+                         w_hs, w_c)
 
     def by_loop(p, carry, xs, mask, w_hs, w_c):
         return objective(*loop_masked_by_hand(cell, dtype, p, carry, xs, mask), w_hs, w_c)
@@ -131,7 +131,7 @@ def test_masked_layer_backward_equals_autodiff_of_a_loop_masked_by_hand(cell, dt
     to bf16 precision."""
     ks = jax.random.split(jax.random.key(seed), 5)
     p = cells.init_cell(ks[0], cell, 3, 4, scale=0.5)
-    carry0 = jax.tree.map(lambda z: jax.random.normal(ks[1], z.shape), cells.zero_carry(p, B))
+    carry0 = jax.tree.map(lambda z: jax.random.normal(ks[1], z.shape), cells.zero_carry(cell, B, 4))
     mask = layers.length_mask(jnp.array(lengths), T).T
     args = (p, carry0, jax.random.normal(ks[2], (T, B, 3)), mask,
             jax.random.normal(ks[3], (T, B, 4)), jax.random.normal(ks[4], (B, 4)))
@@ -152,13 +152,13 @@ def test_bidirectional_equals_two_manual_scans_per_row(cell, seed):
     k_f, k_b = jax.random.split(jax.random.key(seed))
     p_f, p_b = (cells.init_cell(k, cell, 3, 4, scale=0.5) for k in (k_f, k_b))
     xs, lengths = rows(seed, B, T, 3)
-    hs, (c_f, c_b) = bidirectional(p_f, p_b, xs, lengths)
+    hs, (c_f, c_b) = bidirectional(cell, p_f, p_b, xs, lengths)
     assert hs.shape == (T, B, 8)
     for b in range(B):
         n = int(lengths[b])
         x = xs[:n, b:b + 1]  # this row alone, no padding at all
-        hf, cf = manual_scan(p_f, x)
-        hb, cb = manual_scan(p_b, x[::-1])
+        hf, cf = manual_scan(cell, p_f, x)
+        hb, cb = manual_scan(cell, p_b, x[::-1])
         np.testing.assert_allclose(hs[:n, b, :4], hf[:, 0], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(hs[:n, b, 4:], hb[::-1, 0], rtol=1e-5, atol=1e-6)
         row = lambda c: jax.tree.map(lambda leaf: leaf[b:b + 1], c)

@@ -150,7 +150,7 @@ def test_reversed_source_reverses_within_each_length():
 def test_one_to_many_decoding_from_a_vector_runs_the_same_decoder():
     cfg, params = make("attention")
     h = jnp.tanh(jax.random.normal(jax.random.key(0), (2, 4)))
-    enc = seq2seq.encoded_from_vector(params, h)
+    enc = seq2seq.encoded_from_vector(params, cfg, h)
     toks, score = seq2seq.greedy_decode(params, cfg, enc, 4)
     b_toks, b_score = seq2seq.beam_decode(params, cfg, enc, 4, 1)
     assert toks.shape == (2, 4)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_rnnlm import data, tokenizer
+from jax_rnnlm import cells, data, tokenizer
 from jax_rnnlm.settings import Parser, int_at_least
 from jax_rnnlm.bench import harness, report
 
@@ -36,7 +36,9 @@ def build_parser():
     p.add_argument("--quick", action="store_true",
                    help="tiny config and few repeats (seconds; synthetic ids unless --data)")
     p.add_argument("--configs", default=None, type=config_numbers,
-                   help="comma-separated config numbers 1-4 (default: all)")
+                   help="comma-separated config numbers: 1-4 the classic cells against Flax "
+                        "and PyTorch, 5-10 the parallel-in-time cells at the parameter count "
+                        "of configs 2 and 3 (against them when they run too; default: 1-4)")
     p.add_argument("--peers", default=None,
                    help=f"comma-separated subset of {','.join(harness.PEERS)} (default: all; "
                         f"torch only if importable)")
@@ -78,7 +80,7 @@ def load_corpus(args):
 
 
 def _specs(args):
-    specs = harness.QUICK if args.quick else harness.CONFIGS
+    specs = harness.QUICK if args.quick else harness.CONFIGS[:4]
     if args.configs:
         specs = [harness.CONFIGS[c - 1] for c in args.configs]
     if args.batch_size:
@@ -128,8 +130,10 @@ def _bench_all(specs, peers, corpus, opts, meta, json_path, log):
     results = []
     try:
         for spec in specs:
-            result = harness.bench_config(spec, peers, corpus, opts, roof, log)
-            results.append(report.add_ratios(result))
+            mine = peers if not cells.CELLS[spec.cell].parallel else \
+                [p for p in peers if p.startswith("jax_rnnlm")]  # no Flax or torch cell of it
+            result = harness.bench_config(spec, mine, corpus, opts, roof, log)
+            results.append(report.add_ratios(result, results))
             log("\n" + report.format_table(results[-1:]) + "\n")  # long runs: show each config now
             if json_path:  # and keep what is done should a later config fail
                 _write_json(json_path, {"meta": meta, "results": results, "partial": True})

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from jax_rnnlm.config import ModelConfig
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+# Multiply-adds per token and layer, in units of H² (D = H): the input and recurrent
+# products of the classic cells, the input products alone of the parallel ones.
+MACS_PER_H2 = {"rnn": 2, "lstm": 8, "gru": 6, "mingru": 2, "minlstm": 3, "rglru": 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,11 +28,12 @@ class Spec:
     dropout: float = 0.0
     tied: bool = False
     batch: int = 20
+    matched: str | None = None  # the LSTM config of the same parameter count, to compare with
 
     def flops_per_token(self, vocab):
         """Forward matmul FLOPs per token (embedding dim = hidden dim)."""
-        g, h = GATES[self.cell], self.hidden
-        return self.layers * 2 * (h * g * h + h * g * h) + 2 * h * vocab
+        h = self.hidden
+        return self.layers * 2 * MACS_PER_H2[self.cell] * h * h + 2 * h * vocab
 
     def model_config(self, vocab, dtype="float32"):
         """The jax_rnnlm ModelConfig of this spec (embedding dim = hidden dim)."""
@@ -44,6 +47,17 @@ CONFIGS = [
     Spec("2 lstm 2x200 T=20", "lstm", 2, 200, bptt=20),
     Spec("3 lstm 2x650 drop.5 tied", "lstm", 2, 650, dropout=0.5, tied=True),
     Spec("4 gru 1x200", "gru", 1, 200),
+    # The parallel-in-time cells at the parameter count of configs 2 and 3 (within 0.2%:
+    # experiments/parallel_cells_speed.py picks the width); they have no Flax or PyTorch peer.
+    Spec("5 mingru 2x222 T=20", "mingru", 2, 222, bptt=20, matched="2 lstm 2x200 T=20"),
+    Spec("6 minlstm 2x218 T=20", "minlstm", 2, 218, bptt=20, matched="2 lstm 2x200 T=20"),
+    Spec("7 rglru 2x218 T=20", "rglru", 2, 218, bptt=20, matched="2 lstm 2x200 T=20"),
+    Spec("8 mingru 2x958 drop.5 tied", "mingru", 2, 958, dropout=0.5, tied=True,
+         matched="3 lstm 2x650 drop.5 tied"),
+    Spec("9 minlstm 2x870 drop.5 tied", "minlstm", 2, 870, dropout=0.5, tied=True,
+         matched="3 lstm 2x650 drop.5 tied"),
+    Spec("10 rglru 2x870 drop.5 tied", "rglru", 2, 870, dropout=0.5, tied=True,
+         matched="3 lstm 2x650 drop.5 tied"),
 ]
 QUICK = [Spec("tiny lstm 1x16", "lstm", 1, 16, bptt=5, batch=4)]
 PEERS = ("jax_rnnlm", "jax_rnnlm-bf16", "flax", "torch")

@@ -7,11 +7,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from jax_rnnlm.bench.harness import EVAL_BATCHES, GATES
+from jax_rnnlm.bench.harness import EVAL_BATCHES, MACS_PER_H2
 
 
-def add_ratios(result):
-    """Add each peer's throughput over torch's and flax's (``train_x_torch`` ...)."""
+def add_ratios(result, earlier=()):
+    """Add each peer's throughput over torch's and flax's (``train_x_torch`` ...), and for
+    a config matched to an LSTM config among the ``earlier`` results, over that config's
+    same peer (``train_x_matched``: a parallel cell against the LSTM of its size)."""
     peers = result["peers"]
     for name, rec in peers.items():
         for ref in ("torch", "flax"):
@@ -19,6 +21,12 @@ def add_ratios(result):
                 for key in ("train", "eval_b10", "eval_b1"):
                     rec[f"{key}_x_{ref}"] = (rec[f"{key}_tokens_per_s"]
                                              / peers[ref][f"{key}_tokens_per_s"])
+    matched = [r for r in earlier if r["config"]["name"] == result["config"].get("matched")]
+    for name, rec in peers.items():
+        if matched and name in matched[0]["peers"]:
+            for key in ("train", "eval_b10", "eval_b1"):
+                rec[f"{key}_x_matched"] = (rec[f"{key}_tokens_per_s"]
+                                           / matched[0]["peers"][name][f"{key}_tokens_per_s"])
     return result
 
 
@@ -52,6 +60,9 @@ def targets(results, conv):
         for p in ("jax_rnnlm", "jax_rnnlm-bf16"):
             if p in peers:
                 add(f"{name}: {p} compile s <= 10", -peers[p]["compile_s"], -10.0)
+            if p in peers and "train_x_matched" in peers[p]:
+                add(f"{name}: {p} train vs the LSTM of its size", peers[p]["train_x_matched"],
+                    1.8 if big else 1.3)
     if conv:
         add("bf16 val ppl within 1% of fp32 (|rel diff|)", -abs(conv["relative_difference"]),
             -0.01)
@@ -60,14 +71,15 @@ def targets(results, conv):
 
 def format_table(results):
     """The markdown table of every peer of every config (BENCHMARKS.md's format)."""
-    head = ["config", "peer", "train tok/s", "x torch", "x flax", "eval b10", "x torch",
-            "eval b1", "x torch", "MFU", "compile s", "peak MB"]
+    head = ["config", "peer", "train tok/s", "x torch", "x flax", "x LSTM", "eval b10",
+            "x torch", "eval b1", "x torch", "MFU", "compile s", "peak MB"]
     rows = []
     f = lambda v, fmt: "-" if v is None else format(v, fmt)
     for r in results:
         for peer, rec in r["peers"].items():
             rows.append([r["config"]["name"], peer, f(rec["train_tokens_per_s"], ",.0f"),
                          f(rec.get("train_x_torch"), ".2f"), f(rec.get("train_x_flax"), ".2f"),
+                         f(rec.get("train_x_matched"), ".2f"),
                          f(rec["eval_b10_tokens_per_s"], ",.0f"),
                          f(rec.get("eval_b10_x_torch"), ".2f"),
                          f(rec["eval_b1_tokens_per_s"], ",.0f"),
@@ -90,11 +102,11 @@ def part_limits(config, vocab, dtype):
     writes every param and reads its gradient about four times (clipping norm,
     finiteness check, scaling, update): 6 passes of 4 bytes."""
     N, H, L = config["batch"] * config["bptt"], config["hidden"], config["layers"]
-    GH = GATES[config["cell"]] * H
-    params = vocab * H * (1 if config["tied"] else 2) + vocab + L * (2 * H * GH + GH)
+    macs = MACS_PER_H2[config["cell"]] * H * H  # per token and layer (biases left out)
+    params = vocab * H * (1 if config["tied"] else 2) + vocab + L * macs
     grad_bytes = 2 if dtype == "bfloat16" else 4
     return {"output_matmul": ("flop", 3 * 2 * N * H * vocab),
-            "recurrence": ("flop", L * 3 * 2 * N * (H + H) * GH),
+            "recurrence": ("flop", L * 3 * 2 * N * macs),
             "softmax_ce": ("byte", N * vocab * (12 + grad_bytes)),
             "optimizer": ("byte", 6 * 4 * params)}
 

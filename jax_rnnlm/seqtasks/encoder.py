@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_rnnlm import layers
-from jax_rnnlm.cells import init_cell, uniform, zero_carry
+from jax_rnnlm.cells import hidden_width, init_cell, uniform, zero_carry
 from jax_rnnlm.config import ModelConfig, check_recurrent
 from jax_rnnlm.settings import field, help_of
 
@@ -101,33 +101,35 @@ def reverse_padded(xs_TB, lengths_B):
     return jax.vmap(lambda x_T, i_T: x_T[i_T], in_axes=(1, 1), out_axes=1)(xs_TB, idx_TB)
 
 
-def padded_layer(p, xs_TBD, lengths_B, *, dtype="float32"):
-    """One masked recurrent layer over a padded batch, from a zero carry: (hs_TBH, carry).
+def padded_layer(cell, p, xs_TBD, lengths_B, *, dtype="float32"):
+    """One masked recurrent layer of the named cell over a padded batch, from a zero
+    carry: (hs_TBH, carry).
 
     The zero carry takes the input's dtype, so float64 gradient checks stay float64.
     """
     mask_TB = layers.length_mask(lengths_B, xs_TBD.shape[0]).T
-    carry0 = zero_carry(p, xs_TBD.shape[1], xs_TBD.dtype)
-    return layers.recurrent_layer(p, carry0, xs_TBD, mask_TB, dtype=dtype)
+    carry0 = zero_carry(cell, xs_TBD.shape[1], hidden_width(cell, p), xs_TBD.dtype)
+    return layers.recurrent_layer(cell, p, carry0, xs_TBD, mask_TB, dtype=dtype)
 
 
-def bidirectional(p_fwd, p_bwd, xs_TBD, lengths_B, *, dtype="float32"):
+def bidirectional(cell, p_fwd, p_bwd, xs_TBD, lengths_B, *, dtype="float32"):
     """Forward and backward masked scans, outputs concatenated: (hs_TBH', (carry_f, carry_b)).
 
     The backward scan reads each row from its own last real step down to step 0
     (not from T - 1), so padding never reaches it. Its final carry is the state
     after reading step 0.
     """
-    hf_TBH, c_f = padded_layer(p_fwd, xs_TBD, lengths_B, dtype=dtype)
-    hb_TBH, c_b = padded_layer(p_bwd, reverse_padded(xs_TBD, lengths_B), lengths_B, dtype=dtype)
+    hf_TBH, c_f = padded_layer(cell, p_fwd, xs_TBD, lengths_B, dtype=dtype)
+    hb_TBH, c_b = padded_layer(cell, p_bwd, reverse_padded(xs_TBD, lengths_B), lengths_B,
+                               dtype=dtype)
     return jnp.concatenate([hf_TBH, reverse_padded(hb_TBH, lengths_B)], axis=-1), (c_f, c_b)
 
 
-def _stack_layer(p, xs_TBD, lengths_B, dtype):
+def _stack_layer(cell, p, xs_TBD, lengths_B, dtype):
     """One layer of the stack: (hs_TBH', final carries (carry_f,) or (carry_f, carry_b))."""
     if "bwd" in p:
-        return bidirectional(p["fwd"], p["bwd"], xs_TBD, lengths_B, dtype=dtype)
-    hs_TBH, carry = padded_layer(p["fwd"], xs_TBD, lengths_B, dtype=dtype)
+        return bidirectional(cell, p["fwd"], p["bwd"], xs_TBD, lengths_B, dtype=dtype)
+    hs_TBH, carry = padded_layer(cell, p["fwd"], xs_TBD, lengths_B, dtype=dtype)
     return hs_TBH, (carry,)
 
 
@@ -145,6 +147,6 @@ def encoder_states(params, cfg: EncoderConfig, tokens, lengths_B, key=None, drop
     x_TBD = layers.dropout(keys[0], embed_features(params["embed"], tokens_BTF.swapaxes(0, 1)),
                            dropout)
     for p, k in zip(params["layers"], keys[1:], strict=True):
-        x_TBD, finals = _stack_layer(p, x_TBD, lengths_B, cfg.dtype)
+        x_TBD, finals = _stack_layer(cfg.cell, p, x_TBD, lengths_B, cfg.dtype)
         x_TBD = layers.dropout(k, x_TBD, dropout)
     return x_TBD, finals

@@ -92,18 +92,18 @@ def encode_source(params, cfg: Seq2seqConfig, src_BS, lengths_B):
     x_SBD = layers.embedding(params["src_embed"], src_BS.T)
     if cfg.reverse_source:
         x_SBD = reverse_padded(x_SBD, lengths_B)
-    hs_SBH, carry = padded_layer(params["encoder"], x_SBD, lengths_B, dtype=cfg.dtype)
+    hs_SBH, carry = padded_layer(cfg.cell, params["encoder"], x_SBD, lengths_B, dtype=cfg.dtype)
     mask_BS = layers.length_mask(lengths_B, src_BS.shape[1])
     return Encoded(hs_SBH.swapaxes(0, 1), mask_BS, carry, hidden(carry))
 
 
-def encoded_from_vector(params, h_BH):
+def encoded_from_vector(params, cfg: Seq2seqConfig, h_BH):
     """Encoded for one-to-many decoding from a single vector per row (no source sequence).
 
     The vector is the decoder's h_0 (c_0 = 0 for lstm), its peeky input, and the
     one step attention can look at.
     """
-    zero = zero_carry(params["decoder"], h_BH.shape[0], h_BH.dtype)
+    zero = zero_carry(cfg.cell, h_BH.shape[0], h_BH.shape[1], h_BH.dtype)
     carry = (h_BH, zero[1]) if isinstance(zero, tuple) else h_BH
     return Encoded(h_BH[:, None, :], jnp.ones((h_BH.shape[0], 1), bool), carry, h_BH)
 
@@ -126,8 +126,7 @@ def decoder_step(params, cfg: Seq2seqConfig, enc: Encoded, carry, y_B):
     x_BD = layers.embedding(params["tgt_embed"], y_B)
     if cfg.peeky:
         x_BD = jnp.concatenate([x_BD, enc.h_BH], axis=-1)
-    xw_BG = layers.affine(x_BD, p["w_x"], p["b"], cfg.dtype)
-    carry, h_BH = CELLS[cfg.cell].step(p, carry, xw_BG, cfg.dtype)
+    carry, h_BH = CELLS[cfg.cell].step(p, carry, x_BD, cfg.dtype)
     feats = [h_BH]
     if cfg.peeky:
         feats.append(enc.h_BH)
