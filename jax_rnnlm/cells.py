@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from jax_rnnlm import linear_cells, time_loop
-from jax_rnnlm.precision import matmul
-from jax_rnnlm.time_loop import add_bias, hidden  # noqa: F401 (hidden: part of this API)
+from jax_rnnlm.precision import add_bias, matmul
+from jax_rnnlm.time_loop import hidden  # noqa: F401 (hidden: part of this API)
 
 
 class Cell(NamedTuple):

@@ -14,7 +14,7 @@ from jax_rnnlm import (adapt, bench, checkpoint, config, data, generate, idcache
 from jax_rnnlm.config import (DataConfig, EvalConfig, GenerateConfig, ModelConfig, ScoreConfig,
                               TrainConfig)
 from jax_rnnlm.settings import Layer, Parser, int_at_least
-from jax_rnnlm.workdir import WorkdirError, json_line, read_run_info, why_not_ours
+from jax_rnnlm.workdir import WorkdirError, json_line, read_run_info, refuse_if_not_ours
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal, checkpoint saved, run again to resume
 ANY_VOCAB = 2 ** 31 - 1  # the model settings are checked before the data give V
@@ -108,8 +108,7 @@ def cmd_train(args):
     data_cfg, model_cfg, train_cfg = train_settings(args)
     order = "frequency" if model_cfg.softmax == "adaptive" else "first"
     idcache.check_cache_dir(data_cfg.data_cache)
-    if why_not_ours(args.workdir):
-        raise WorkdirError(why_not_ours(args.workdir))
+    refuse_if_not_ours(args.workdir)
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     main = parallel.is_main_process()
     corpus = data.load_corpus(data_cfg.data, data_cfg.level, min_count=data_cfg.min_count,
@@ -134,7 +133,7 @@ def load_eval_corpus(args, ev: EvalConfig):
     idcache.check_cache_dir(cache_dir)
     corpus = data.load_corpus(ev.data or data_cfg.data, data_cfg.level, vocab=vocab,
                               cache_dir=cache_dir, echo=echo)
-    splits = [ev.split] + (["valid"] if _several(ev) else []) + \
+    splits = [ev.split] + (["valid"] if ev.tunes_several else []) + \
         (["train"] if ev.dynamic == "rms" else [])
     for split in splits:
         n = len(getattr(corpus, split))
@@ -143,12 +142,6 @@ def load_eval_corpus(args, ev: EvalConfig):
                                  f"tokens cannot fill {ev.batch_size} streams of at least 2 "
                                  f"tokens; use a smaller --batch-size")
     return corpus
-
-
-def _several(ev: EvalConfig):
-    if ev.dynamic:
-        return len(ev.dynamic_lr) * len(ev.dynamic_decay) * len(ev.dynamic_eps) > 1
-    return bool(ev.cache) and len(ev.cache) * len(ev.cache_theta) * len(ev.cache_lambda) > 1
 
 
 def cmd_eval(args):

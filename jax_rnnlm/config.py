@@ -308,12 +308,18 @@ class EvalConfig:
         check(self)
         if self.dynamic and self.cache:
             raise ValueError("--dynamic and --cache are separate adaptations: choose one")
-        several = (len(self.dynamic_lr) * len(self.dynamic_decay) * len(self.dynamic_eps) > 1
-                   if self.dynamic else self.cache and len(self.cache) * len(
-                       self.cache_theta) * len(self.cache_lambda) > 1)
-        if several and self.split == "valid":
+        if self.tunes_several and self.split == "valid":
             raise ValueError("several adaptation settings are tuned on the valid split; "
                              "evaluate another --split with them")
+
+
+    @property
+    def tunes_several(self):
+        """Whether several adaptation settings are given, to be tuned on the valid split."""
+        if self.dynamic:
+            return len(self.dynamic_lr) * len(self.dynamic_decay) * len(self.dynamic_eps) > 1
+        return bool(self.cache) and len(self.cache) * len(self.cache_theta) * len(
+            self.cache_lambda) > 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -388,8 +388,7 @@ def fit(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, workdir,
         raise ValueError(f"the model's vocab_size {model_cfg.vocab_size} is not the "
                          f"corpus's {len(corpus.vocab)}")
     data_cfg = data_cfg or DataConfig(data=corpus.source, level=corpus.level)
-    if wd.why_not_ours(workdir):
-        raise wd.WorkdirError(wd.why_not_ours(workdir))
+    wd.refuse_if_not_ours(workdir)
     tx = optim.from_config(cfg)
     state, streams, place, run_windows, evaluate = place_run(model_cfg, cfg, corpus, tx)
     state, loop, ckpt, resumed = start_run(state, model_cfg, cfg, corpus, workdir, data_cfg,

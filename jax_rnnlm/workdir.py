@@ -78,12 +78,17 @@ def _strange_checkpoints(workdir):
     return None
 
 
-def claim(workdir):
-    """Make ``workdir`` this program's: refuse anyone else's (unchanged), create it if
-    needed, and write the marker (which also proves the directory is writable)."""
+def refuse_if_not_ours(workdir):
+    """WorkdirError (saying why) if ``workdir`` must not be written by a train run."""
     why = why_not_ours(workdir)
     if why:
         raise WorkdirError(why)
+
+
+def claim(workdir):
+    """Make ``workdir`` this program's: refuse anyone else's (unchanged), create it if
+    needed, and write the marker (which also proves the directory is writable)."""
+    refuse_if_not_ours(workdir)
     workdir = Path(workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
