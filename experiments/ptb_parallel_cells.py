@@ -20,7 +20,7 @@ from pathlib import Path
 from jax_rnnlm.cli import main as jax_rnnlm
 
 WIDTHS = {"mingru": 222, "minlstm": 218, "rglru": 218, "lstm": 200}
-SWEEP_LRS = (10.0, 20.0, 40.0)
+SWEEP_LRS = (5.0, 10.0, 20.0, 40.0)
 
 
 def run(cell, lr, epochs):
@@ -44,13 +44,14 @@ def main():
     sub = p.add_subparsers(dest="what", required=True)
     sw = sub.add_parser("sweep", help="one epoch at each learning rate")
     sw.add_argument("--cells", default="mingru,minlstm,rglru")
+    sw.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in SWEEP_LRS))
     full = sub.add_parser("full", help="the 13 epochs at one learning rate")
     full.add_argument("cell", choices=sorted(WIDTHS))
     full.add_argument("lr", type=float)
     a = p.parse_args()
     if a.what == "sweep":
         for cell in a.cells.split(","):
-            for lr in SWEEP_LRS:
+            for lr in map(float, a.lrs.split(",")):
                 print(json.dumps(run(cell, lr, 1)), flush=True)
     else:
         print(json.dumps(run(a.cell, a.lr, 13)), flush=True)
