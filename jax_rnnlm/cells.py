@@ -12,10 +12,11 @@ with the G gates concatenated on the last axis in PyTorch order:
 The GRU has one extra bias ``b_hn`` [H] because PyTorch and Flax put the
 candidate's recurrent bias inside the reset gate; with it the weights map
 one-to-one onto ``torch.nn.GRU`` and ``flax.linen.GRUCell`` (tests/test_cells.py
-checks the Flax mapping). Their nonlinearity is ``update(p, carry, xw, hw)`` on the
-projected input ``xw = x_t w_x + b`` and ``hw = h_{t-1} w_h``; their window is the
-sequential scan of ``time_loop`` (hand-written backward). The carry is ``h`` [B, H]
-for rnn and gru and the tuple ``(h, c)`` for lstm.
+checks the Flax mapping). ``rnn_update``, ``lstm_update`` and ``gru_update`` below are
+their definitions, on the projected input ``xw = x_t w_x + b`` and ``hw = h_{t-1} w_h``;
+the time loop (``time_loop``: sequential, hand-written backward) and the one-step
+function run the same math in the fused form of ``fused_cells``, tested equal to these
+in float64. The carry is ``h`` [B, H] for rnn and gru and the tuple ``(h, c)`` for lstm.
 
 The cells linear in their state (mingru, minlstm, rglru: ``linear_cells``) have no
 w_h: their window runs in parallel over time (an associative scan), and their carry
@@ -28,7 +29,6 @@ import jax
 import jax.numpy as jnp
 
 from jax_rnnlm import linear_cells, time_loop
-from jax_rnnlm.precision import add_bias, matmul
 from jax_rnnlm.time_loop import hidden  # noqa: F401 (hidden: part of this API)
 
 
@@ -78,15 +78,8 @@ def _classic_init(gates, extra=()):
     return init
 
 
-def _classic_step(update, p, carry, x_BD, dtype="float32"):
-    """One time step from the raw input: (carry, h [B, H])."""
-    xw_BG = add_bias(matmul(x_BD, p["w_x"], dtype), p["b"])
-    carry = update(p, carry, xw_BG, matmul(hidden(carry), p["w_h"], dtype))
-    return carry, hidden(carry)
-
-
-def _classic_window(update, p, carry, xs_TBD, mask_TB, dtype, time_loop_=None):
-    return time_loop.window(update, p, carry, xs_TBD, mask_TB, dtype)
+def _classic_window(name, p, carry, xs_TBD, mask_TB, dtype, time_loop_=None):
+    return time_loop.window(name, p, carry, xs_TBD, mask_TB, dtype)
 
 
 def _zeros(batch, hidden_dim, dtype):
@@ -97,10 +90,10 @@ def _zeros_pair(batch, hidden_dim, dtype):
     return (_zeros(batch, hidden_dim, dtype), _zeros(batch, hidden_dim, dtype))
 
 
-def _classic(gates, update, zero, extra=()):
+def _classic(name, gates, zero, extra=()):
     return Cell(gates, ("w_x", "w_h", "b") + extra, _classic_init(gates, extra), zero,
-                functools.partial(_classic_step, update),
-                functools.partial(_classic_window, update), parallel=False)
+                functools.partial(time_loop.step, name),
+                functools.partial(_classic_window, name), parallel=False)
 
 
 def _linear(gates, coefficients, init, names):
@@ -109,9 +102,9 @@ def _linear(gates, coefficients, init, names):
 
 
 CELLS = {
-    "rnn": _classic(1, rnn_update, _zeros),
-    "lstm": _classic(4, lstm_update, _zeros_pair),
-    "gru": _classic(3, gru_update, _zeros, extra=("b_hn",)),
+    "rnn": _classic("rnn", 1, _zeros),
+    "lstm": _classic("lstm", 4, _zeros_pair),
+    "gru": _classic("gru", 3, _zeros, extra=("b_hn",)),
     "mingru": _linear(2, linear_cells.mingru_coefficients, linear_cells.init_min(2),
                       ("w_x", "b")),
     "minlstm": _linear(3, linear_cells.minlstm_coefficients, linear_cells.init_min(3),

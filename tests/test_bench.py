@@ -13,7 +13,7 @@ def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
     assert bench.main(["--quick", "--peers", "jax_rnnlm,flax", "--profile", "1",
                        "--convergence", "2", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "of roofline" in printed and "ops per time step" in printed
+    assert "of roofline" in printed and "ops per layer and time step" in printed
     table = [l for l in printed.splitlines() if l.startswith("|")]
     header = [c.strip() for c in table[0].strip("|").split("|")]
     assert header[:3] == ["config", "peer", "train tok/s"] and "MFU" in header
@@ -25,6 +25,7 @@ def test_quick_bench_emits_a_table_and_json_with_every_peer(tmp_path, capsys):
     for rec in result["peers"].values():
         assert rec["train_tokens_per_s"] > 0 and rec["eval_b1_tokens_per_s"] > 0
         assert rec["peak_rss_mb"] > 0 and rec["compile_s"] > 0
+        assert rec["ops_per_step"] > rec["eval_ops_per_step"] > 0   # bench/ops.py's count
     assert result["peers"]["jax_rnnlm"]["train_x_flax"] > 0
     assert report["roofline_gflops"]["float32"] > 0 and report["roofline_gflops"]["memory_gbs"] > 0
     assert report["meta"]["threads"] >= 1 and report["meta"]["versions"]["jax"]

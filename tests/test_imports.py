@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jax_rnnlm"
 # The pure core (arrays in, arrays out) and the declarations of its settings.
 CORE = {"cells", "precision", "config", "layers", "adaptive", "model", "optim", "step", "dni",
         "adapt", "tokenizer", "idcache", "data", "generate", "settings", "vocab", "corpora",
-        "time_loop", "linear_cells"}
+        "time_loop", "fused_cells", "linear_cells"}
 
 
 def module_name(path):

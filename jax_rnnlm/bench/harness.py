@@ -186,6 +186,8 @@ def _peer_record(w, train_s, evals, tokens, flops, roof_med):
            "compile_s": w.info["compile_s"], "compile_cpu_s": w.info["compile_cpu_s"],
            "first_call_s": w.info["first_call_s"],
            "eval_compile_s": w.info.get("eval_compile_s"),
+           "ops_per_step": w.info.get("ops_per_step"),
+           "eval_ops_per_step": w.info.get("eval_ops_per_step"),
            "peak_rss_mb": w.ask("rss")}
     for b in EVAL_BATCHES:
         r = [tok / s for s, tok in evals[b]]

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from jax_rnnlm import data, model, optim, step
-from jax_rnnlm.bench import profile
+from jax_rnnlm.bench import ops, profile
 from jax_rnnlm.bench.harness import EVAL_BATCHES
 
 
@@ -79,12 +79,14 @@ class JitPeer(Peer):
         self.run = run.lower(self.state, self.dev_BL, starts_W).compile()
         compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - cpu
         return {"compile_s": compile_s, "compile_cpu_s": compile_cpu_s,
+                "ops_per_step": ops.ops_per_layer_step(self.run.as_text(), self.spec.layers,
+                                                       self.spec.bptt),
                 "first_call_s": _timed(lambda: self._call(starts_W))}
 
     def _compile_evals(self, lower_eval, zero_carry):
         """AOT-compile ``lower_eval(params, carry, streams [b, L], starts [W])`` for
         each eval batch size b, on about ``eval_tokens`` tokens of the valid split;
-        returns the compile seconds per b."""
+        returns the compile seconds per b. Call after ``_compile_train``."""
         T = self.spec.bptt
         self.evals, compile_s = {}, {}
         for b in EVAL_BATCHES:
@@ -94,6 +96,8 @@ class JitPeer(Peer):
             fn = lower_eval(self.params(), *args).compile()
             compile_s[b] = time.perf_counter() - t
             self.evals[b] = (fn, args, n * b * T)
+        self.info["eval_ops_per_step"] = ops.ops_per_layer_step(self.evals[10][0].as_text(),
+                                                                self.spec.layers, T)
         return compile_s
 
     def _call(self, starts_W):

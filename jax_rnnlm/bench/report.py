@@ -72,7 +72,7 @@ def targets(results, conv):
 def format_table(results):
     """The markdown table of every peer of every config (BENCHMARKS.md's format)."""
     head = ["config", "peer", "train tok/s", "x torch", "x flax", "x LSTM", "eval b10",
-            "x torch", "eval b1", "x torch", "MFU", "compile s", "peak MB"]
+            "x torch", "eval b1", "x torch", "MFU", "ops/step", "compile s", "peak MB"]
     rows = []
     f = lambda v, fmt: "-" if v is None else format(v, fmt)
     for r in results:
@@ -85,11 +85,20 @@ def format_table(results):
                          f(rec["eval_b1_tokens_per_s"], ",.0f"),
                          f(rec.get("eval_b1_x_torch"), ".2f"),
                          f"{rec['mfu']:.0%} " + ("bf16" if rec["mfu_vs"] == "bfloat16" else "fp32"),
-                         f(rec["compile_s"], ".1f"), f(rec["peak_rss_mb"], ",.0f")])
+                         _ops(rec), f(rec["compile_s"], ".1f"), f(rec["peak_rss_mb"], ",.0f")])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
     return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
                      + [line(row) for row in rows])
+
+
+def _ops(rec):
+    """Ops per layer and time step of the compiled time loops, "train / eval" (bench/ops.py;
+    0 for a cell without a sequential loop); "-" for a peer not compiled by XLA (torch)."""
+    train, evaluate = rec.get("ops_per_step"), rec.get("eval_ops_per_step")
+    if train is None or evaluate is None:
+        return "-"
+    return f"{train:.0f} / {evaluate:.0f}"
 
 
 def part_limits(config, vocab, dtype):
@@ -137,7 +146,8 @@ def format_profile(results):
                     text += f" ~{rate:.0f} GB/s = {rate / roof['memory_gbs']:.0%} of bandwidth"
                 if part == "recurrence" and p.get("ops_per_window", {}).get(part):
                     ops = p["ops_per_window"][part]
-                    text += (f", {ops / r['config']['bptt']:.0f} ops per time step at "
+                    steps = r['config']['bptt'] * r['config']['layers']
+                    text += (f", {ops / steps:.0f} ops per layer and time step at "
                              f"{op_s / ops * 1e6:.1f} us each")
                 parts.append(text)
             lines.append(f"{r['config']['name']} [{peer}]: wall {p['window_s'] * 1e3:.1f} ms per "
