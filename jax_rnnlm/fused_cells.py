@@ -1,7 +1,8 @@
 """The classic cells' time step in the form the time loop runs: the gates as one
-[B, G, H] array ("parts", gate-major), one pass of activations, and a backward that
-is arithmetic only, so XLA compiles each direction of a step to one elementwise kernel
-beside the recurrent product.
+[B, G, H] array (a reshape of [B, G·H], no per-gate slices, which XLA:CPU compiled to a
+kernel per gate), one pass of activations, and a backward that is arithmetic on what
+the forward saved, so each direction of a step compiles to a few elementwise kernels
+beside the recurrent product (``bench/ops.py`` counts them).
 
 Each cell's plain definition (``cells.rnn_update`` etc.) stays the reference; these
 forms are tested equal to it and to its autodiff gradient in float64
@@ -13,7 +14,7 @@ h w_h is the loop's product) and of the projected input xw and recurrent product
 each [B, G, H]. For rnn and lstm dxw = dhw (``backward`` returns None for dhw).
 
   rnn   saves nothing               h = tanh(xw + hw)
-  lstm  saves i f g o, tanh c       a = act(xw + hw);  c = f c' + i g;  h = o tanh c
+  lstm  saves a = (i f g o)         a = act(xw + hw);  c = f c' + i g;  h = o tanh c
   gru   saves r u, n, hw_n          r, u = σ(xw + hw)[:2];  n = tanh(xw_n + r hw_n);
                                     h = (1 - u) n + u h'   (hw_n holds b_hn)
 """

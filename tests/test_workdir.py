@@ -145,11 +145,12 @@ def test_json_lines_are_strict_and_say_why_a_figure_is_null():
 
 
 def test_sighup_is_a_stop_request_unless_it_is_ignored():
-    with train.stop_requests() as stop:
-        os.kill(os.getpid(), signal.SIGHUP)
-        assert stop == [signal.SIGHUP]
-    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # whatever this process inherited
     try:
+        with train.stop_requests() as stop:
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert stop == [signal.SIGHUP]
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
         with train.stop_requests() as stop:
             os.kill(os.getpid(), signal.SIGHUP)
             assert stop == []
