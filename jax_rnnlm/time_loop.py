@@ -97,8 +97,7 @@ def _time_scan_bwd(name, dtype, res, cotangents):
     dhs_TBH, dlast = cotangents
     G = w_HG.shape[1] // w_HG.shape[0]
     backward = FUSED[name].backward
-    w_GH = jnp.transpose(w_HG)   # once per window: a product with w_h's transpose in the
-                                 # loop would repack it at every step
+    w_GH = jnp.transpose(w_HG)   # once per window, so the loop's product is a plain one
 
     def body(dnew, inputs):
         prev, new, sv, dh_out, m_B = inputs
