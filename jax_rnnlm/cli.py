@@ -1,4 +1,5 @@
-"""Command line: jax-rnnlm train, eval, generate, score, plot, bench (also python -m jax_rnnlm).
+"""Command line: jax-rnnlm train, compile, eval, generate, score, plot, bench (also
+python -m jax_rnnlm).
 
 The settings flags are the fields of the config dataclasses (config.py), made by
 ``settings``; a train run's settings come from defaults < --preset < --config FILE
@@ -9,7 +10,9 @@ sampled text of ``generate``); progress, logs and errors go to stderr.
 import dataclasses
 import sys
 
-from jax_rnnlm import (adapt, bench, checkpoint, config, data, generate, idcache, parallel,
+import jax
+
+from jax_rnnlm import (adapt, aot, bench, checkpoint, config, data, generate, idcache, parallel,
                        plot, settings, step, tokenizer, train)
 from jax_rnnlm.config import (DataConfig, EvalConfig, GenerateConfig, ModelConfig, ScoreConfig,
                               TrainConfig)
@@ -24,11 +27,18 @@ def echo(text):
     print(text, file=sys.stderr)
 
 
+def _run_settings(p):
+    """--preset, --config and every data, model and train setting: what defines a run."""
+    p.add_argument("--preset", choices=sorted(config.PRESETS),
+                   help="named settings of a recorded experiment")
+    p.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
+    settings.add_flags(p, DataConfig)
+    settings.add_flags(p, ModelConfig, skip=("vocab_size",))
+    settings.add_flags(p, TrainConfig)
+
+
 def _train_parser(sub):
     tr = sub.add_parser("train", help="train a language model, then report val/test perplexity")
-    tr.add_argument("--preset", choices=sorted(config.PRESETS),
-                    help="named settings of a recorded experiment")
-    tr.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
     tr.add_argument("--workdir", required=True, help="directory for config, metrics, "
                     "checkpoints: new, empty, or a jax-rnnlm workdir")
     tr.add_argument("--resume", choices=["auto", "refuse", "fresh"], default="auto",
@@ -40,9 +50,16 @@ def _train_parser(sub):
                     "multi-process run (default: $JAX_NUM_PROCESSES)")
     tr.add_argument("--process-id", type=int_at_least(0), help="this process, 0..P-1 "
                     "(default: $JAX_PROCESS_ID)")
-    settings.add_flags(tr, DataConfig)
-    settings.add_flags(tr, ModelConfig, skip=("vocab_size",))
-    settings.add_flags(tr, TrainConfig)
+    _run_settings(tr)
+
+
+def _compile_parser(sub):
+    co = sub.add_parser("compile", help="compile a run's train and eval steps for a device "
+                        "topology (a TPU slice, without owning one, or cpu:N) and report its "
+                        "per-device memory, FLOPs and collectives as one JSON line")
+    co.add_argument("--topology", required=True, help=f"the devices: {aot.FORMS} (TPU "
+                    f"slices need libtpu: pip install -e \".[tpu]\")")
+    _run_settings(co)
 
 
 def _trained_parser(sub, name, help, cls):
@@ -58,6 +75,7 @@ def build_parser():
                     "train, evaluate, sample, score, plot learning curves, benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    _compile_parser(sub)
     _trained_parser(sub, "eval", "perplexity of a trained model on one split (and with "
                     "evaluation-time adaptation: --dynamic, --cache)", EvalConfig)
     _trained_parser(sub, "generate", "sample text from a trained model", GenerateConfig)
@@ -106,20 +124,38 @@ def train_settings(args, vocab_size=ANY_VOCAB):
 
 def cmd_train(args):
     data_cfg, model_cfg, train_cfg = train_settings(args)
-    order = "frequency" if model_cfg.softmax == "adaptive" else "first"
     idcache.check_cache_dir(data_cfg.data_cache)
     refuse_if_not_ours(args.workdir)
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     main = parallel.is_main_process()
-    corpus = data.load_corpus(data_cfg.data, data_cfg.level, min_count=data_cfg.min_count,
-                              max_vocab=data_cfg.max_vocab, order=order,
-                              cache_dir=data_cfg.data_cache, echo=echo)
-    train.check_data(train_cfg, corpus)
-    model_cfg = dataclasses.replace(model_cfg, vocab_size=len(corpus.vocab))
+    corpus, model_cfg = load_run_corpus(data_cfg, model_cfg, train_cfg)
     summary = train.fit(model_cfg, train_cfg, corpus, args.workdir, data_cfg=data_cfg,
                         resume=args.resume, echo=echo, live=None, main=main)
     if main:
         print(json_line(summary), end="")
+
+
+def load_run_corpus(data_cfg, model_cfg, train_cfg):
+    """The corpus of a run's settings (checked against them) and the model with its V."""
+    order = "frequency" if model_cfg.softmax == "adaptive" else "first"
+    corpus = data.load_corpus(data_cfg.data, data_cfg.level, min_count=data_cfg.min_count,
+                              max_vocab=data_cfg.max_vocab, order=order,
+                              cache_dir=data_cfg.data_cache, echo=echo)
+    train.check_data(train_cfg, corpus)
+    return corpus, dataclasses.replace(model_cfg, vocab_size=len(corpus.vocab))
+
+
+def cmd_compile(args):
+    data_cfg, model_cfg, train_cfg = train_settings(args)
+    topo = aot.topology(args.topology)
+    parallel.check_batch(train_cfg.batch_size, len(topo.devices))  # before loading data
+    idcache.check_cache_dir(data_cfg.data_cache)
+    corpus, model_cfg = load_run_corpus(data_cfg, model_cfg, train_cfg)
+    report = aot.compile_run(model_cfg, train_cfg, corpus, topo)
+    print(json_line(report), end="")
+    problem = aot.does_not_fit(report)
+    if problem:
+        raise ValueError(problem)
 
 
 def load_eval_corpus(args, ev: EvalConfig):
@@ -253,8 +289,20 @@ def cmd_plot(args):
     print(args.out)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate,
+COMMANDS = {"train": cmd_train, "compile": cmd_compile, "eval": cmd_eval, "generate": cmd_generate,
             "score": cmd_score, "plot": cmd_plot}
+
+
+def use_host_devices(n):
+    """Make this process's CPU backend start with ``n`` devices (None: leave it)."""
+    if n is None or n == jax.config.jax_num_cpu_devices:
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError as e:  # JAX has started its backends in this process already
+        raise ValueError(f"cpu:{n} needs {n} host devices, and this process has started "
+                         f"JAX with {jax.device_count('cpu')}: run jax-rnnlm compile in a "
+                         f"fresh process") from e
 
 
 def main(argv=None):
@@ -264,6 +312,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     prog = f"jax-rnnlm {args.command}"
     try:
+        if args.command == "compile":
+            use_host_devices(aot.cpu_device_count(args.topology))
         COMMANDS[args.command](args)
     except train.Interrupted as e:
         print(f"{prog}: {e}", file=sys.stderr)

@@ -57,13 +57,13 @@ def init_min(gates):
 
 
 def mingru_coefficients(p, x_ND, dtype):
-    """(a, b) [N, H] of minGRU for N input rows x [N, D]."""
+    """(a, b) [..., H] of minGRU for input rows x [..., D] (e.g. [T, B, D])."""
     k, h_tilde = jnp.split(add_bias(matmul(x_ND, p["w_x"], dtype), p["b"]), 2, axis=-1)
     return jax.nn.sigmoid(-k), jax.nn.sigmoid(k) * h_tilde
 
 
 def minlstm_coefficients(p, x_ND, dtype):
-    """(a, b) [N, H] of minLSTM: f' = f / (f + i) and i' = i / (f + i) from the log-space
+    """(a, b) [..., H] of minLSTM: f' = f / (f + i) and i' = i / (f + i) from the log-space
     difference d = log σ(i) - log σ(f) (the paper's), so that f' = σ(-d), i' = σ(d)."""
     f, i, h_tilde = jnp.split(add_bias(matmul(x_ND, p["w_x"], dtype), p["b"]), 3, axis=-1)
     d = jax.nn.softplus(-f) - jax.nn.softplus(-i)
@@ -103,10 +103,11 @@ sqrt_bound_derivative.defvjp(_sqrt_fwd, _sqrt_bwd)
 
 
 def rglru_coefficients(p, x_ND, dtype):
-    """(a, b) [N, H] of the RG-LRU on the projected input u = x w_in + b_in."""
+    """(a, b) [..., H] of the RG-LRU on the projected input u = x w_in + b_in."""
     u = add_bias(matmul(x_ND, p["w_in"], dtype), p["b_in"])
     r, i = jnp.split(add_bias(matmul(u, p["w_g"], dtype), p["b_g"]), 2, axis=-1)
-    log_a = -C_RGLRU * jax.nn.sigmoid(r) * jax.nn.softplus(p["a_param"][None, :])
+    rate = jax.nn.softplus(p["a_param"]).reshape((1,) * (r.ndim - 1) + (-1,))
+    log_a = -C_RGLRU * jax.nn.sigmoid(r) * rate
     a = jnp.exp(log_a)
     scale = sqrt_bound_derivative(-jnp.expm1(2.0 * log_a), MAX_SQRT_GRAD)  # sqrt(1 - a²)
     return a, scale * (jax.nn.sigmoid(i) * u)
@@ -125,13 +126,12 @@ def window(coefficients, p, h0_BH, xs_TBD, mask_TB=None, dtype="float32",
            time_loop="parallel"):
     """A window of T steps: (hs [T, B, H], h_T [B, H]).
 
-    All T·B rows get their (a, b) from one call of ``coefficients``; the carried h0
+    All T·B rows get their (a, b) from one call of ``coefficients`` (on [T, B, D] as it
+    is: merging T with a B split over devices would gather the batch); the carried h0
     enters as b_1 += a_1 h0. A padded step (mask False) keeps the state (a = 1,
     b = 0) and outputs zeros. ``time_loop``: "parallel" (associative scan) or "scan"."""
-    T, B, D = xs_TBD.shape
-    a_NH, b_NH = coefficients(p, xs_TBD.reshape(T * B, D), dtype)
     acc = jnp.float64 if h0_BH.dtype == jnp.float64 else jnp.float32  # (float64 in tests)
-    a_TBH, b_TBH = (v.reshape(T, B, -1).astype(acc) for v in (a_NH, b_NH))
+    a_TBH, b_TBH = (v.astype(acc) for v in coefficients(p, xs_TBD, dtype))
     if mask_TB is not None:
         m = mask_TB[:, :, None]
         a_TBH, b_TBH = jnp.where(m, a_TBH, 1.0), jnp.where(m, b_TBH, 0.0)

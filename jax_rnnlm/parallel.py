@@ -87,10 +87,15 @@ def make_mesh(num_devices=None):
     if jax.process_count() > 1 and n != available:
         raise ValueError(f"--devices {n}: a {jax.process_count()}-process run uses all "
                          f"{available} devices of all processes")
+    return make_mesh_over(jax.devices()[:n])
+
+
+def make_mesh_over(devices):
+    """1-D "batch" mesh over these devices: this run's, or a topology's (aot.py)."""
     # Auto axes: XLA propagates the batch sharding through the embedding gather,
     # which Explicit axes (make_mesh's default) reject.
-    return jax.make_mesh((n,), (BATCH,), axis_types=(AxisType.Auto,),
-                         devices=jax.devices()[:n])
+    return jax.make_mesh((len(devices),), (BATCH,), axis_types=(AxisType.Auto,),
+                         devices=list(devices))
 
 
 def batch_sharding(mesh):
@@ -100,6 +105,12 @@ def batch_sharding(mesh):
 
 def replicated(mesh):
     return NamedSharding(mesh, P())
+
+
+def eval_sharding(mesh, batch_size):
+    """Of the eval streams [B, L] and carry: split on B, or replicated when B does not
+    divide by the devices (same result, no speed-up: the 1-stream test convention)."""
+    return batch_sharding(mesh) if batch_size % mesh.size == 0 else replicated(mesh)
 
 
 def state_sharding(mesh):
@@ -213,12 +224,11 @@ def sharded_evaluate(params, cfg, ids_M, *, mesh=None, batch_size=10, bptt=35,
                      source="split"):
     """``step.evaluate`` with the eval streams and carry split over the mesh.
 
-    ``mesh`` defaults to the one ``params`` live on. A batch that does not
-    divide by the devices is evaluated replicated (same result, no speed-up),
-    so the 1-stream test convention still works on any mesh.
+    ``mesh`` defaults to the one ``params`` live on; streams and carry are
+    placed by ``eval_sharding``.
     """
     mesh = mesh or mesh_of(params) or make_mesh(1)
-    sharding = batch_sharding(mesh) if batch_size % mesh.size == 0 else replicated(mesh)
+    sharding = eval_sharding(mesh, batch_size)
     streams = data.batchify(ids_M, batch_size, source=source)
     return step.stream_perplexity(place_tree(params, replicated(mesh)), cfg,
                                   place(streams, sharding),

@@ -45,7 +45,7 @@ def _matmul_fwd(x, w, dtype):
 def _matmul_bwd(dtype, res, g):
     x, w = res
     dx = contract(g, w, g.ndim - 1, 1, dtype)
-    dw = contract_rows(x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]), dtype)
+    dw = contract_rows(x, g, dtype)
     if is_fp32(dtype):  # the residuals are the inputs: keep their dtype (float64 checks)
         return dx.astype(x.dtype), dw.astype(w.dtype)
     return dx, dw
@@ -55,23 +55,33 @@ _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 def contract(a, b, a_axis, b_axis, dtype="float32"):
-    """Sum over a's ``a_axis`` against b's ``b_axis`` (the other axes in order).
+    """Sum over a's ``a_axis`` against b's ``b_axis`` (an axis or a tuple of axes; the
+    other axes in order).
 
     The backward products: ``contract(g, w, -1, 1)`` is g @ w.T and
     ``contract(x, g, 0, 0)`` is x.T @ g. Operands are rounded to ``dtype`` as in
     ``matmul``. Spelled as one dot_general, not with ``.T``: XLA's CPU backend
     keeps ``g @ w.T`` a bf16 product only in this form (it upcasts the other to fp32).
     """
-    a_axis, b_axis = a_axis % a.ndim, b_axis % b.ndim
-    dims = (((a_axis,), (b_axis,)), ((), ()))
+    dims = ((_axes(a_axis, a.ndim), _axes(b_axis, b.ndim)), ((), ()))
     if is_fp32(dtype):
         return jax.lax.dot_general(a, b, dims)
     return jax.lax.dot_general(a.astype(dtype), b.astype(dtype), dims,
                                preferred_element_type=jnp.float32)
 
 
+def _axes(axis, ndim):
+    return tuple(a % ndim for a in (axis if isinstance(axis, tuple) else (axis,)))
+
+
 def contract_rows(x_NI, g_NO, dtype="float32"):
-    """x.T @ g: [N, I], [N, O] -> float32 [I, O], the weight gradient of x @ w.
+    """x.T @ g summed over every leading axis: [..., I], [..., O] -> float32 [I, O], the
+    weight gradient of x @ w.
+
+    The leading axes are contracted as they are, not merged by a reshape: merging
+    [T, B] rows with B split over devices is no block of rows per device, so XLA would
+    gather the whole batch on every device (``jax-rnnlm compile`` counted 6 such
+    all-gathers per LSTM step before).
 
     On XLA's CPU backend a product over the leading axes misses the fast matmul
     path (YNNPACK): it runs at about a third of its speed in bf16 and two thirds in
@@ -80,14 +90,24 @@ def contract_rows(x_NI, g_NO, dtype="float32"):
     [I, N] by an identity product (exact; it costs I/O of the main product), and
     the main product then takes the plain [I, N] @ [N, O] form.
     """
-    I, O = x_NI.shape[1], g_NO.shape[1]
-    if jax.default_backend() != "cpu" or O < 2 * I:
-        return contract(x_NI, g_NO, 0, 0, dtype)
-    low = x_NI.dtype if is_fp32(dtype) else jnp.dtype(dtype)  # fp32 keeps float64 inputs
-    x_IN = jax.lax.dot_general(jnp.eye(I, dtype=low), x_NI.astype(low),
-                               (((1,), (1,)), ((), ())), preferred_element_type=low)
-    return jnp.matmul(x_IN, g_NO.astype(low),
-                      preferred_element_type=low if is_fp32(dtype) else jnp.float32)
+    rows = tuple(range(x_NI.ndim - 1))
+
+    def direct(x, g):
+        return contract(x, g, rows, rows, dtype)
+
+    def transposed_first(x, g):
+        low = x.dtype if is_fp32(dtype) else jnp.dtype(dtype)  # fp32 keeps float64 inputs
+        x_IN = jax.lax.dot_general(jnp.eye(x.shape[-1], dtype=low), x.astype(low),
+                                   (((1,), (len(rows),)), ((), ())), preferred_element_type=low)
+        return jax.lax.dot_general(x_IN, g.astype(low),
+                                   ((tuple(r + 1 for r in rows), rows), ((), ())),
+                                   preferred_element_type=low if is_fp32(dtype) else jnp.float32)
+
+    if g_NO.shape[-1] < 2 * x_NI.shape[-1]:
+        return direct(x_NI, g_NO)
+    # Chosen when the program is lowered for its platform, not by the host's default
+    # backend: a program compiled here for a TPU (aot.py) must not take the CPU form.
+    return jax.lax.platform_dependent(x_NI, g_NO, cpu=transposed_first, default=direct)
 
 
 def add_bias(x, b):

@@ -63,7 +63,7 @@ def time_scan(name, dtype, w_HG, b_h, carry, xw_TBG, mask_TB):
 
     The backward is written out (``_time_scan_bwd``): a reverse step is the cell's
     arithmetic-only backward and the product dhw w_hᵀ, and dW_h is one
-    [H, T·B] @ [T·B, G·H] matmul after the loop rather than a rank-B update of an
+    [H, T, B] · [T, B, G·H] product after the loop rather than a rank-B update of an
     [H, G·H] accumulator at every step. (Being a custom VJP, the layer supports
     reverse-mode differentiation only.)"""
     def body(c, inputs):
@@ -117,8 +117,7 @@ def _time_scan_bwd(name, dtype, res, cotangents):
     dcarry0, (dxw_TBG, dhw_TBG) = jax.lax.scan(
         body, dlast, (prevs, news, saved, dhs_TBH, mask_TB), reverse=True)
     dhw_TBG = dxw_TBG if dhw_TBG is None else dhw_TBG
-    h_prev_NH = hidden(prevs).reshape(-1, w_HG.shape[0])
-    dw_HG = contract_rows(h_prev_NH, dhw_TBG.reshape(-1, w_HG.shape[1]), dtype)
+    dw_HG = contract_rows(hidden(prevs), dhw_TBG, dtype)
     db_h = None if b_h is None else jnp.sum(to_parts(dhw_TBG, G), axis=(0, 1))[None]
     return dw_HG.astype(w_HG.dtype), db_h, dcarry0, dxw_TBG, None
 

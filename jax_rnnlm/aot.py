@@ -1,0 +1,261 @@
+"""A run's train and evaluation steps compiled ahead of time for a device topology.
+
+A TPU slice is described by libtpu without owning one (``jax.experimental.
+topologies``), so the exact program a scaled run would execute (the data-parallel
+shardings of ``parallel``, W windows per call, DNI and the regularisers) can be
+compiled on a CPU host, and its per-device memory, FLOPs and collectives read off
+before any accelerator is rented. ``cpu:N`` compiles for N host devices (they must
+exist in this process: ``XLA_FLAGS=--xla_force_host_platform_device_count=N``, or
+``jax.config.update("jax_num_cpu_devices", N)`` before JAX starts its backends).
+"""
+import dataclasses
+import importlib.util
+import math
+import re
+import time
+
+import jax
+import jax.numpy as jnp
+from jax.extend import core as jcore
+
+from jax_rnnlm import data, model, optim, parallel, step
+from jax_rnnlm.bench.ops import computations, opcode
+from jax_rnnlm.config import ModelConfig, TrainConfig
+
+GIB = 2 ** 30
+# HBM per chip, from Google Cloud's TPU docs (cloud.google.com/tpu/docs/v4, /v5e, /v5p,
+# /v6e, read 2026-12): v4 32 GiB, v5e 16 GiB, v5p 95 GiB, v6e 32 GiB.
+HBM_BYTES = {"v4": 32 * GIB, "v5e": 16 * GIB, "v5p": 95 * GIB, "v6e": 32 * GIB}
+# v4 and v5p chips hold two TensorCores that JAX runs as one "megacore" device, as on
+# a TPU VM; libtpu describes them per core unless asked for this chip configuration.
+CHIP_CONFIG = {"v4": "megacore", "v5p": "megacore"}
+_NAME = re.compile(r"^(?:(?P<gen>v4|v5e|v5p|v6e):(?P<shape>\d+(?:x\d+){1,2})|cpu:(?P<n>\d+))$")
+FORMS = "v5e:2x2, v5e:4x4, v4:2x2x2, v5p:2x2x2, v6e:2x2, ... or cpu:N"
+# Opcodes that move data between devices; an async pair counts once, at its start.
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all",
+               "collective-permute", "collective-broadcast", "ragged-all-to-all")
+
+
+def parse_topology(name):
+    """(platform, generation or None, N for cpu:N else None); ValueError naming the forms."""
+    m = _NAME.match(name or "")
+    if not m or (m["n"] is not None and int(m["n"]) < 1):
+        raise ValueError(f"--topology {name!r}: expected a TPU slice (a generation "
+                         f"{', '.join(HBM_BYTES)} and a chip grid) or host devices: {FORMS}")
+    return ("cpu", None, int(m["n"])) if m["n"] else ("tpu", m["gen"], None)
+
+
+def cpu_device_count(name):
+    """N of a ``cpu:N`` topology name, else None (nothing to set up before JAX starts)."""
+    platform, _, n = parse_topology(name)
+    return n if platform == "cpu" else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    name: str
+    devices: tuple            # jax devices (compile-only ones for a TPU slice)
+    hbm_bytes: int | None     # per device (one per chip), where the chip's figure is known
+
+    @property
+    def hosts(self):
+        return len({d.process_index for d in self.devices})
+
+
+
+
+def topology(name):
+    """The devices of ``name``: this process's first N host CPUs, or a TPU slice from libtpu."""
+    platform, gen, n = parse_topology(name)
+    if platform == "cpu":
+        have = jax.devices("cpu")
+        if len(have) < n:
+            raise ValueError(
+                f"--topology {name}: this process has {len(have)} host device(s); "
+                f"jax-rnnlm compile sets them up when it starts, from Python set "
+                f"XLA_FLAGS=--xla_force_host_platform_device_count={n} before JAX starts")
+        return Topology(name, tuple(have[:n]), None)
+    if importlib.util.find_spec("libtpu") is None:
+        raise ValueError(f"--topology {name} needs libtpu to describe the TPU slice: "
+                         f'pip install -e ".[tpu]" (or pip install "jax[tpu]=={jax.__version__}")')
+    from jax.experimental import topologies
+    try:
+        desc = topologies.get_topology_desc(topology_name=name, platform="tpu",
+                                            chip_config_name=CHIP_CONFIG.get(gen, "default"))
+    except Exception as e:  # libtpu names the problem (an unknown grid, for one)
+        raise ValueError(f"--topology {name}: libtpu could not describe it: "
+                         f"{str(e).splitlines()[0]}") from e
+    return Topology(name, tuple(desc.devices), HBM_BYTES[gen])
+
+
+def trip_count(while_line, comps):
+    """Iterations of a ``while``: XLA:CPU notes them; otherwise (TPU) the condition's
+    ``i < N`` with one integer constant N (a scan counts from 0 by 1), else 1."""
+    known = re.search(r'"known_trip_count":\{"n":"(\d+)"', while_line)
+    if known:
+        return int(known.group(1))
+    cond = comps[re.search(r"condition=%?([\w.\-]+)", while_line).group(1)]
+    limits = [int(m.group(1)) for line in cond
+              for m in [re.search(r"s32\[\]\S* constant\((\d+)\)", line)] if m]
+    less = any(opcode(line) == "compare" and "direction=LT" in line for line in cond)
+    return limits[0] if less and len(limits) == 1 else 1
+
+
+def executed_collectives(hlo_text):
+    """{opcode: times run per call} of a compiled program: each collective instruction
+    times the trip counts of the while loops around it."""
+    comps = computations(hlo_text)
+    entry = next(line.split()[1].lstrip("%") for line in hlo_text.splitlines()
+                 if line.startswith("ENTRY"))
+    counts = {}
+
+    def walk(comp, times):
+        for line in comps.get(comp, ()):
+            op = opcode(line)
+            base = op.removesuffix("-start")
+            if base in COLLECTIVES and not op.endswith("-done"):
+                counts[base] = counts.get(base, 0) + times
+            elif op == "while":
+                body = re.search(r"body=%?([\w.\-]+)", line).group(1)
+                walk(body, times * trip_count(line, comps))
+            elif op in ("call", "conditional", "async-start"):
+                for callee in re.findall(r"(?:calls|to_apply|branch_computations)=\{?"
+                                         r"%?([\w.\-]+(?:, %?[\w.\-]+)*)", line):
+                    for c in callee.split(", "):
+                        walk(c.lstrip("%"), times)
+    walk(entry, 1)
+    return counts
+
+
+def _jaxprs(value):
+    if isinstance(value, jcore.ClosedJaxpr):
+        return [value.jaxpr]
+    if isinstance(value, jcore.Jaxpr):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [j for v in value for j in _jaxprs(v)]
+    return []
+
+
+def matmul_flops(jaxpr):
+    """FLOPs of the dot_generals of a jaxpr (2 per multiply-add), a scan's body times its
+    length. A cond counts its cheapest branch: the one cond of a step is the platform
+    choice of ``precision.contract_rows``, whose CPU form adds an identity product."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (contracting, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(
+                lhs[i] for i in contracting)
+            continue
+        inner = [matmul_flops(j) for v in eqn.params.values() for j in _jaxprs(v)]
+        if inner:
+            total += min(inner) if eqn.primitive.name == "cond" else \
+                sum(inner) * eqn.params.get("length", 1)
+    return total
+
+
+def measure(fn, args, steps, split_over):
+    """Compile ``fn`` for ``args`` (abstract, with shardings): compile time, per-device
+    memory, collectives, and matmul FLOPs per step and device (the work is split over
+    ``split_over`` devices)."""
+    lowered = fn.lower(*args)
+    flops = matmul_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    seconds = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    memory = {"arguments": mem.argument_size_in_bytes, "outputs": mem.output_size_in_bytes,
+              "temporaries": mem.temp_size_in_bytes, "aliased": mem.alias_size_in_bytes}
+    # Donated arguments come back as outputs in the same buffers: count them once.
+    memory["total"] = memory["arguments"] + memory["outputs"] + memory["temporaries"] \
+        - memory["aliased"]
+    cost = compiled.cost_analysis() or {}
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    collectives = executed_collectives(compiled.as_text())
+    return {"compile_s": round(seconds, 3), "steps_per_call": steps,
+            "memory_bytes": memory,
+            "matmul_flops_per_step": flops / steps / split_over,
+            # XLA's static estimate of the whole call: it counts each loop body once.
+            "xla_cost_per_call": {"flops": cost.get("flops"),
+                                  "bytes_accessed": cost.get("bytes accessed")},
+            "collectives_per_call": collectives,
+            "collectives_per_step": sum(collectives.values()) / steps}
+
+
+def _abstract(tree, sharding):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        tree)
+
+
+def train_program(model_cfg: ModelConfig, cfg: TrainConfig, mesh):
+    """(``parallel.sharded_train_windows`` of the run, its abstract arguments, W): the state of
+    ``step.init_state`` placed as ``parallel.shard_state`` places it, streams [B, W·T + 1]
+    and starts [W], as ``train.train_epoch`` passes one call."""
+    tx = optim.from_config(cfg)
+    state = jax.eval_shape(lambda key: step.init_state(key, model_cfg, tx, cfg.batch_size,
+                                                       cfg.dni), jax.random.key(cfg.seed))
+    state = jax.tree.map(lambda sharding, part: _abstract(part, sharding),
+                         parallel.state_sharding(mesh), state)
+    W, T = cfg.windows_per_call, cfg.bptt
+    streams = jax.ShapeDtypeStruct((cfg.batch_size, W * T + 1), jnp.int32,
+                                   sharding=parallel.batch_sharding(mesh))
+    starts = jax.ShapeDtypeStruct((W,), jnp.int32, sharding=parallel.replicated(mesh))
+    run = parallel.sharded_train_windows(model_cfg, tx, T, mesh, cfg.dni)
+    return run, (state, streams, starts), W
+
+
+def eval_program(model_cfg: ModelConfig, n_tokens, batch_size, bptt, mesh):
+    """(the full-window ``step.eval_windows`` that ``parallel.sharded_evaluate`` runs on a
+    split of ``n_tokens`` tokens with ``batch_size`` streams, its abstract arguments, W)."""
+    L = n_tokens // batch_size
+    sharding = parallel.eval_sharding(mesh, batch_size)
+    params = _abstract(jax.eval_shape(lambda key: model.init_params(key, model_cfg),
+                                      jax.random.key(0)), parallel.replicated(mesh))
+    carry = _abstract(jax.eval_shape(lambda: model.init_carry(model_cfg, batch_size)),
+                      sharding)
+    streams = jax.ShapeDtypeStruct((batch_size, L), jnp.int32, sharding=sharding)
+    W = max((L - 1) // bptt, 1)
+    T = min(bptt, L - 1)
+    starts = jax.ShapeDtypeStruct((W,), jnp.int32)  # a host array, as stream_perplexity's
+    run = jax.jit(lambda params, carry, streams, starts:
+                  step.eval_windows(params, model_cfg, carry, streams, starts, T))
+    return run, (params, carry, streams, starts), W
+
+
+def compile_run(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, topo: Topology):
+    """The report of ``jax-rnnlm compile``: the topology, the batch per device, and the
+    compiled train step and evaluation steps (valid at --eval-batch-size, test at
+    --test-batch-size). ValueError before compiling if B does not divide by the devices."""
+    n = len(topo.devices)
+    parallel.check_batch(cfg.batch_size, n)
+    mesh = parallel.make_mesh_over(topo.devices)
+    report = {"topology": topo.name, "platform": topo.devices[0].platform,
+              "device_kind": topo.devices[0].device_kind, "devices": n, "hosts": topo.hosts,
+              "global_batch": cfg.batch_size, "per_device_batch": cfg.batch_size // n,
+              "bptt": cfg.bptt, "windows_per_call": cfg.windows_per_call,
+              "hbm_per_device_bytes": topo.hbm_bytes}
+    report["train"] = measure(*train_program(model_cfg, cfg, mesh), split_over=n)
+    report["eval"] = []
+    for split, batch in (("valid", cfg.eval_batch_size), ("test", cfg.test_batch_size)):
+        sharded = batch % n == 0
+        measured = measure(*eval_program(model_cfg, len(getattr(corpus, split)), batch,
+                                         cfg.bptt, mesh), split_over=n if sharded else 1)
+        report["eval"].append({"split": split, "batch_size": batch, "sharded": sharded,
+                               **measured})
+    peak = max([report["train"]["memory_bytes"]["total"]] +
+               [e["memory_bytes"]["total"] for e in report["eval"]])
+    report["peak_bytes_per_device"] = peak
+    report["fits"] = None if topo.hbm_bytes is None else peak <= topo.hbm_bytes
+    return report
+
+
+def does_not_fit(report):
+    """One line saying why the run would not fit the chips' memory, or None."""
+    if report["fits"] is not False:
+        return None
+    return (f"{report['topology']}: the run needs {report['peak_bytes_per_device'] / GIB:.2f} "
+            f"GiB per device, more than the {report['hbm_per_device_bytes'] / GIB:.0f} GiB "
+            f"of HBM a {report['device_kind']} device has; use a smaller --batch-size, "
+            f"--windows-per-call or model, or more chips")
