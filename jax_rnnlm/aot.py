@@ -11,6 +11,7 @@ exist in this process: ``XLA_FLAGS=--xla_force_host_platform_device_count=N``, o
 import dataclasses
 import importlib.util
 import math
+import os
 import re
 import time
 
@@ -49,6 +50,17 @@ def cpu_device_count(name):
     """N of a ``cpu:N`` topology name, else None (nothing to set up before JAX starts)."""
     platform, _, n = parse_topology(name)
     return n if platform == "cpu" else None
+
+
+def compile_from_host():
+    """Make this process compile for a topology from its CPU: JAX's own backend is the host
+    (unless JAX_PLATFORMS names one), and libtpu, asked only to describe a slice, does not
+    look for TPU metadata (on a host with no TPU that logs a page of warnings). Call it
+    before JAX starts its backends."""
+    if not os.environ.get("JAX_PLATFORMS"):
+        jax.config.update("jax_platforms", "cpu")
+        os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+        os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
 
 
 @dataclasses.dataclass(frozen=True)

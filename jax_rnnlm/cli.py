@@ -313,6 +313,7 @@ def main(argv=None):
     prog = f"jax-rnnlm {args.command}"
     try:
         if args.command == "compile":
+            aot.compile_from_host()
             use_host_devices(aot.cpu_device_count(args.topology))
         COMMANDS[args.command](args)
     except train.Interrupted as e:
