@@ -4,12 +4,12 @@ matmul FLOPs, collectives per step and compile time, as a Markdown table.
 
     python experiments/tpu_compile.py [--out /work/runs/tpu_compile.jsonl]
 
-Sizes: ``ptb-lstm-small`` (Zaremba small: 2 layers of 200, B = 20, T = 20) and
-``awd-lstm`` (3 layers, 1150 wide, the last 400, B = 20, T = 70), each with ``--cell C``
-(the parallel-in-time cells take the same widths, without AWD's weight drop, which
-needs a w_h), at 5 streams per chip (B = 20 on
-the 4 chips of v5e:2x2, 80 on the 16 of v5e:4x4, 40 on the 8 of v4:2x2x2). One ``jax-rnnlm compile`` process
-per row; the JSON lines are kept in ``--out``.
+Sizes: ``ptb-lstm-small`` (Zaremba small: 2 layers of 200, T = 20) and ``awd-lstm``
+(3 layers, 1150 wide, the last 400, variable T: the longest window, 75, is compiled),
+each with ``--cell C`` (the parallel-in-time cells take the same widths, without AWD's
+weight drop, which needs a w_h), at 5 streams per chip: B = 20 on the 4 chips of
+v5e:2x2, 80 on the 16 of v5e:4x4, 40 on the 8 of v4:2x2x2. One ``jax-rnnlm compile``
+process per row (libtpu serves one process at a time); the JSON lines go to ``--out``.
 """
 import argparse
 import json
@@ -31,14 +31,16 @@ def compile_row(preset, cell, topology):
     if cell in PARALLEL_IN_TIME:  # no w_h, so no DropConnect on it (AWD's weight drop)
         argv += ["--weight-drop", "0"]
     done = subprocess.run(argv, capture_output=True, text=True)
+    row = {"preset": preset, "cell": cell, "topology": topology}
+    if done.stdout.strip():  # a report (also when the run does not fit: exit 3)
+        row.update(json.loads(done.stdout))
     if done.returncode:
-        return {"preset": preset, "cell": cell, "topology": topology,
-                "error": done.stderr.strip().splitlines()[-1]}
-    return {"preset": preset, "cell": cell, **json.loads(done.stdout)}
+        row["error"] = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    return row
 
 
 def table_line(r):
-    if "error" in r:
+    if "train" not in r:
         return f"| {r['preset']} | {r['cell']} | {r['topology']} | error: {r['error']} |"
     t, (valid, test) = r["train"], r["eval"]
     return (f"| {r['preset']} | {r['cell']} | {r['topology']} | {r['devices']} / {r['hosts']} "

@@ -19,8 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
-from jax_rnnlm import data, model, optim, parallel, step
-from jax_rnnlm.bench.ops import computations, opcode
+from jax_rnnlm import data, hlo, model, optim, parallel, step, train
 from jax_rnnlm.config import ModelConfig, TrainConfig
 
 GIB = 2 ** 30
@@ -32,9 +31,11 @@ HBM_BYTES = {"v4": 32 * GIB, "v5e": 16 * GIB, "v5p": 95 * GIB, "v6e": 32 * GIB}
 CHIP_CONFIG = {"v4": "megacore", "v5p": "megacore"}
 _NAME = re.compile(r"^(?:(?P<gen>v4|v5e|v5p|v6e):(?P<shape>\d+(?:x\d+){1,2})|cpu:(?P<n>\d+))$")
 FORMS = "v5e:2x2, v5e:4x4, v4:2x2x2, v5p:2x2x2, v6e:2x2, ... or cpu:N"
-# Opcodes that move data between devices; an async pair counts once, at its start.
-COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all",
-               "collective-permute", "collective-broadcast", "ragged-all-to-all")
+EXIT_DOES_NOT_FIT = 3
+
+
+class DoesNotFit(Exception):
+    """The run's peak memory per device exceeds the chip's HBM."""
 
 
 def parse_topology(name):
@@ -52,19 +53,21 @@ def cpu_device_count(name):
     return n if platform == "cpu" else None
 
 
-def compile_from_host():
-    """Make this process compile for a topology from its CPU: JAX's own backend is the host
-    (unless JAX_PLATFORMS names one), and libtpu, asked only to describe a slice, does not
-    look for TPU metadata (on a host with no TPU that logs a page of warnings). Call it
-    before JAX starts its backends."""
+def compile_from_host(name):
+    """Make this process compile for topology ``name`` from its CPU: JAX's own backend is
+    the host (unless JAX_PLATFORMS names one), and libtpu, asked only to describe a slice,
+    does not look for TPU metadata (on a host with no TPU that logs a page of warnings).
+    Call it before JAX starts its backends."""
     if not os.environ.get("JAX_PLATFORMS"):
         jax.config.update("jax_platforms", "cpu")
+    if parse_topology(name)[0] == "tpu":
         os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
         os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
 
 
 @dataclasses.dataclass(frozen=True)
 class Topology:
+    """The devices a run would use, and the memory each has."""
     name: str
     devices: tuple            # jax devices (compile-only ones for a TPU slice)
     hbm_bytes: int | None     # per device (one per chip), where the chip's figure is known
@@ -74,8 +77,6 @@ class Topology:
         return len({d.process_index for d in self.devices})
 
 
-
-
 def topology(name):
     """The devices of ``name``: this process's first N host CPUs, or a TPU slice from libtpu."""
     platform, gen, n = parse_topology(name)
@@ -83,9 +84,9 @@ def topology(name):
         have = jax.devices("cpu")
         if len(have) < n:
             raise ValueError(
-                f"--topology {name}: this process has {len(have)} host device(s); "
-                f"jax-rnnlm compile sets them up when it starts, from Python set "
-                f"XLA_FLAGS=--xla_force_host_platform_device_count={n} before JAX starts")
+                f"--topology {name}: this process has {len(have)} host device(s) "
+                f"(jax-rnnlm compile sets up N itself; from Python, set "
+                f"XLA_FLAGS=--xla_force_host_platform_device_count={n} before JAX starts)")
         return Topology(name, tuple(have[:n]), None)
     if importlib.util.find_spec("libtpu") is None:
         raise ValueError(f"--topology {name} needs libtpu to describe the TPU slice: "
@@ -100,45 +101,6 @@ def topology(name):
     return Topology(name, tuple(desc.devices), HBM_BYTES[gen])
 
 
-def trip_count(while_line, comps):
-    """Iterations of a ``while``: XLA:CPU notes them; otherwise (TPU) the condition's
-    ``i < N`` with one integer constant N (a scan counts from 0 by 1), else 1."""
-    known = re.search(r'"known_trip_count":\{"n":"(\d+)"', while_line)
-    if known:
-        return int(known.group(1))
-    cond = comps[re.search(r"condition=%?([\w.\-]+)", while_line).group(1)]
-    limits = [int(m.group(1)) for line in cond
-              for m in [re.search(r"s32\[\]\S* constant\((\d+)\)", line)] if m]
-    less = any(opcode(line) == "compare" and "direction=LT" in line for line in cond)
-    return limits[0] if less and len(limits) == 1 else 1
-
-
-def executed_collectives(hlo_text):
-    """{opcode: times run per call} of a compiled program: each collective instruction
-    times the trip counts of the while loops around it."""
-    comps = computations(hlo_text)
-    entry = next(line.split()[1].lstrip("%") for line in hlo_text.splitlines()
-                 if line.startswith("ENTRY"))
-    counts = {}
-
-    def walk(comp, times):
-        for line in comps.get(comp, ()):
-            op = opcode(line)
-            base = op.removesuffix("-start")
-            if base in COLLECTIVES and not op.endswith("-done"):
-                counts[base] = counts.get(base, 0) + times
-            elif op == "while":
-                body = re.search(r"body=%?([\w.\-]+)", line).group(1)
-                walk(body, times * trip_count(line, comps))
-            elif op in ("call", "conditional", "async-start"):
-                for callee in re.findall(r"(?:calls|to_apply|branch_computations)=\{?"
-                                         r"%?([\w.\-]+(?:, %?[\w.\-]+)*)", line):
-                    for c in callee.split(", "):
-                        walk(c.lstrip("%"), times)
-    walk(entry, 1)
-    return counts
-
-
 def _jaxprs(value):
     if isinstance(value, jcore.ClosedJaxpr):
         return [value.jaxpr]
@@ -149,10 +111,20 @@ def _jaxprs(value):
     return []
 
 
-def matmul_flops(jaxpr):
-    """FLOPs of the dot_generals of a jaxpr (2 per multiply-add), a scan's body times its
-    length. A cond counts its cheapest branch: the one cond of a step is the platform
-    choice of ``precision.contract_rows``, whose CPU form adds an identity product."""
+def _branch_for(eqn, platform):
+    """The branch of a ``lax.platform_dependent`` cond that ``platform`` runs, else None."""
+    platforms = eqn.params.get("branches_platforms")
+    if not platforms:
+        return None
+    named = [i for i, ps in enumerate(platforms) if ps and platform in ps]
+    return named[0] if named else platforms.index(None)
+
+
+def matmul_flops(jaxpr, platform):
+    """FLOPs of the dot_generals of a jaxpr (2 per multiply-add) as ``platform`` runs it: a
+    scan's body times its length, a ``platform_dependent`` cond's branch for the platform,
+    any other cond's costliest branch (an upper bound; e.g. the adaptive softmax skips
+    a tail cluster no target of the chunk falls in)."""
     total = 0
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "dot_general":
@@ -161,21 +133,26 @@ def matmul_flops(jaxpr):
             total += 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(
                 lhs[i] for i in contracting)
             continue
-        inner = [matmul_flops(j) for v in eqn.params.values() for j in _jaxprs(v)]
-        if inner:
-            total += min(inner) if eqn.primitive.name == "cond" else \
-                sum(inner) * eqn.params.get("length", 1)
+        inner = [matmul_flops(j, platform) for v in eqn.params.values() for j in _jaxprs(v)]
+        if not inner:
+            continue
+        if eqn.primitive.name == "cond":
+            branch = _branch_for(eqn, platform)
+            total += max(inner) if branch is None else inner[branch]
+        else:
+            total += sum(inner) * eqn.params.get("length", 1)
     return total
 
 
-def measure(fn, args, steps, split_over):
-    """Compile ``fn`` for ``args`` (abstract, with shardings): compile time, per-device
-    memory, collectives, and matmul FLOPs per step and device (the work is split over
+def measure(fn, args, steps, *, platform, split_over):
+    """Trace, lower and compile the jitted ``fn`` for ``args`` (abstract, with
+    shardings) on ``platform``: compile time (lowering and XLA), per-device memory,
+    collectives, and matmul FLOPs per step and device (the work is split over
     ``split_over`` devices)."""
-    lowered = fn.lower(*args)
-    flops = matmul_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+    traced = fn.trace(*args)
+    flops = matmul_flops(traced.jaxpr.jaxpr, platform)
     t0 = time.perf_counter()
-    compiled = lowered.compile()
+    compiled = traced.lower().compile()
     seconds = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     memory = {"arguments": mem.argument_size_in_bytes, "outputs": mem.output_size_in_bytes,
@@ -185,7 +162,7 @@ def measure(fn, args, steps, split_over):
         - memory["aliased"]
     cost = compiled.cost_analysis() or {}
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    collectives = executed_collectives(compiled.as_text())
+    collectives, unknown = hlo.executed_collectives(compiled.as_text())
     return {"compile_s": round(seconds, 3), "steps_per_call": steps,
             "memory_bytes": memory,
             "matmul_flops_per_step": flops / steps / split_over,
@@ -193,7 +170,8 @@ def measure(fn, args, steps, split_over):
             "xla_cost_per_call": {"flops": cost.get("flops"),
                                   "bytes_accessed": cost.get("bytes accessed")},
             "collectives_per_call": collectives,
-            "collectives_per_step": sum(collectives.values()) / steps}
+            "collectives_per_step": sum(collectives.values()) / steps,
+            "loops_of_unknown_trip_count": unknown}
 
 
 def _abstract(tree, sharding):
@@ -201,26 +179,31 @@ def _abstract(tree, sharding):
                         tree)
 
 
-def train_program(model_cfg: ModelConfig, cfg: TrainConfig, mesh):
-    """(``parallel.sharded_train_windows`` of the run, its abstract arguments, W): the state of
-    ``step.init_state`` placed as ``parallel.shard_state`` places it, streams [B, W·T + 1]
-    and starts [W], as ``train.train_epoch`` passes one call."""
+def train_program(model_cfg: ModelConfig, cfg: TrainConfig, mesh, T):
+    """(the train step ``train.place_run`` builds for windows of T steps, its abstract
+    arguments, W): ``parallel.sharded_train_windows`` with the state placed as
+    ``parallel.shard_state`` places it (``step.jit_train_windows`` on one device),
+    streams [B, W·T + 1] and starts [W], as ``train.train_epoch`` passes a full call."""
     tx = optim.from_config(cfg)
     state = jax.eval_shape(lambda key: step.init_state(key, model_cfg, tx, cfg.batch_size,
                                                        cfg.dni), jax.random.key(cfg.seed))
     state = jax.tree.map(lambda sharding, part: _abstract(part, sharding),
                          parallel.state_sharding(mesh), state)
-    W, T = cfg.windows_per_call, cfg.bptt
+    W = cfg.windows_per_call
     streams = jax.ShapeDtypeStruct((cfg.batch_size, W * T + 1), jnp.int32,
                                    sharding=parallel.batch_sharding(mesh))
     starts = jax.ShapeDtypeStruct((W,), jnp.int32, sharding=parallel.replicated(mesh))
-    run = parallel.sharded_train_windows(model_cfg, tx, T, mesh, cfg.dni)
+    if mesh.size == 1:
+        run = step.jit_train_windows(model_cfg, tx, T, cfg.dni)
+    else:
+        run = parallel.sharded_train_windows(model_cfg, tx, T, mesh, cfg.dni)
     return run, (state, streams, starts), W
 
 
 def eval_program(model_cfg: ModelConfig, n_tokens, batch_size, bptt, mesh):
-    """(the full-window ``step.eval_windows`` that ``parallel.sharded_evaluate`` runs on a
-    split of ``n_tokens`` tokens with ``batch_size`` streams, its abstract arguments, W)."""
+    """(``step.eval_windows``, its arguments for the full windows that
+    ``parallel.sharded_evaluate`` runs on a split of ``n_tokens`` tokens with
+    ``batch_size`` streams, W). The shorter tail window is a smaller program."""
     L = n_tokens // batch_size
     sharding = parallel.eval_sharding(mesh, batch_size)
     params = _abstract(jax.eval_shape(lambda key: model.init_params(key, model_cfg),
@@ -231,43 +214,57 @@ def eval_program(model_cfg: ModelConfig, n_tokens, batch_size, bptt, mesh):
     W = max((L - 1) // bptt, 1)
     T = min(bptt, L - 1)
     starts = jax.ShapeDtypeStruct((W,), jnp.int32)  # a host array, as stream_perplexity's
-    run = jax.jit(lambda params, carry, streams, starts:
-                  step.eval_windows(params, model_cfg, carry, streams, starts, T))
-    return run, (params, carry, streams, starts), W
+    return step.eval_windows, (params, model_cfg, carry, streams, starts, T), W
+
+
+def check_devices(cfg: TrainConfig, topo: Topology):
+    """ValueError unless the run would use every device of the topology, B split evenly."""
+    n = len(topo.devices)
+    if cfg.devices not in (0, n):
+        raise ValueError(f"--devices {cfg.devices}: the topology {topo.name} has {n} "
+                         f"devices, and a run there uses all of them; leave --devices out")
+    parallel.check_batch(cfg.batch_size, n)
 
 
 def compile_run(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, topo: Topology):
-    """The report of ``jax-rnnlm compile``: the topology, the batch per device, and the
-    compiled train step and evaluation steps (valid at --eval-batch-size, test at
-    --test-batch-size). ValueError before compiling if B does not divide by the devices."""
+    """The report of ``jax-rnnlm compile``: the topology, the batch per device, the
+    compiled train step (with --variable-bptt, that of the longest window) and
+    evaluation steps (valid at --eval-batch-size, test at --test-batch-size).
+    ValueError before compiling unless the run would use the topology's devices."""
+    check_devices(cfg, topo)
     n = len(topo.devices)
-    parallel.check_batch(cfg.batch_size, n)
     mesh = parallel.make_mesh_over(topo.devices)
+    T = max(train.window_lengths(cfg.bptt)[0]) if cfg.variable_bptt else cfg.bptt
     report = {"topology": topo.name, "platform": topo.devices[0].platform,
               "device_kind": topo.devices[0].device_kind, "devices": n, "hosts": topo.hosts,
               "global_batch": cfg.batch_size, "per_device_batch": cfg.batch_size // n,
-              "bptt": cfg.bptt, "windows_per_call": cfg.windows_per_call,
+              "bptt": T, "windows_per_call": cfg.windows_per_call,
               "hbm_per_device_bytes": topo.hbm_bytes}
-    report["train"] = measure(*train_program(model_cfg, cfg, mesh), split_over=n)
+    platform = report["platform"]
+    report["train"] = measure(*train_program(model_cfg, cfg, mesh, T), platform=platform,
+                              split_over=n)
     report["eval"] = []
     for split, batch in (("valid", cfg.eval_batch_size), ("test", cfg.test_batch_size)):
         sharded = batch % n == 0
         measured = measure(*eval_program(model_cfg, len(getattr(corpus, split)), batch,
-                                         cfg.bptt, mesh), split_over=n if sharded else 1)
+                                         cfg.bptt, mesh), platform=platform,
+                           split_over=n if sharded else 1)
         report["eval"].append({"split": split, "batch_size": batch, "sharded": sharded,
                                **measured})
+    # Evaluation runs while the train state is still held (train.validate).
+    held = report["train"]["memory_bytes"]["arguments"]
     peak = max([report["train"]["memory_bytes"]["total"]] +
-               [e["memory_bytes"]["total"] for e in report["eval"]])
+               [held + e["memory_bytes"]["total"] for e in report["eval"]])
     report["peak_bytes_per_device"] = peak
     report["fits"] = None if topo.hbm_bytes is None else peak <= topo.hbm_bytes
     return report
 
 
-def does_not_fit(report):
-    """One line saying why the run would not fit the chips' memory, or None."""
-    if report["fits"] is not False:
-        return None
-    return (f"{report['topology']}: the run needs {report['peak_bytes_per_device'] / GIB:.2f} "
+def check_fits(report):
+    """DoesNotFit, in one line, when the run would not fit the chips' memory."""
+    if report["fits"] is False:
+        raise DoesNotFit(
+            f"{report['topology']}: the run needs {report['peak_bytes_per_device'] / GIB:.2f} "
             f"GiB per device, more than the {report['hbm_per_device_bytes'] / GIB:.0f} GiB "
             f"of HBM a {report['device_kind']} device has; use a smaller --batch-size, "
             f"--windows-per-call or model, or more chips")

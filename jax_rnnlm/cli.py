@@ -148,14 +148,12 @@ def load_run_corpus(data_cfg, model_cfg, train_cfg):
 def cmd_compile(args):
     data_cfg, model_cfg, train_cfg = train_settings(args)
     topo = aot.topology(args.topology)
-    parallel.check_batch(train_cfg.batch_size, len(topo.devices))  # before loading data
+    aot.check_devices(train_cfg, topo)  # before loading data
     idcache.check_cache_dir(data_cfg.data_cache)
     corpus, model_cfg = load_run_corpus(data_cfg, model_cfg, train_cfg)
     report = aot.compile_run(model_cfg, train_cfg, corpus, topo)
     print(json_line(report), end="")
-    problem = aot.does_not_fit(report)
-    if problem:
-        raise ValueError(problem)
+    aot.check_fits(report)
 
 
 def load_eval_corpus(args, ev: EvalConfig):
@@ -313,12 +311,15 @@ def main(argv=None):
     prog = f"jax-rnnlm {args.command}"
     try:
         if args.command == "compile":
-            aot.compile_from_host()
+            aot.compile_from_host(args.topology)
             use_host_devices(aot.cpu_device_count(args.topology))
         COMMANDS[args.command](args)
     except train.Interrupted as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except aot.DoesNotFit as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return aot.EXIT_DOES_NOT_FIT
     except (tokenizer.DataError, WorkdirError, train.NonFiniteError, ValueError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

@@ -8,27 +8,9 @@ get-tuple-element, constants, bitcasts). A fusion counts once.
 """
 import re
 
+from jax_rnnlm.hlo import computations, opcode
+
 FREE = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast"}
-
-
-def computations(hlo_text):
-    """Computation name -> its instruction lines."""
-    comps, name = {}, None
-    for line in hlo_text.splitlines():
-        if line and not line.startswith(" ") and line.rstrip().endswith("{"):
-            words = line.split()
-            name = (words[1] if words[0] == "ENTRY" else words[0]).lstrip("%")
-            comps[name] = []
-        elif name is not None and " = " in line:
-            comps[name].append(line.strip())
-    return comps
-
-
-def opcode(line):
-    """The HLO opcode of an instruction line (``%x = f32[2]{0} add(...)`` -> add)."""
-    rhs = line.split(" = ", 1)[1]
-    m = re.search(r"(?:^|[\]}) ])([a-z][\w\-]*)\(", rhs)
-    return m.group(1) if m else "?"
 
 
 def loop_ops(hlo_text, trips=None):
