@@ -234,7 +234,7 @@ def compile_run(model_cfg: ModelConfig, cfg: TrainConfig, corpus: data.Corpus, t
     check_devices(cfg, topo)
     n = len(topo.devices)
     mesh = parallel.make_mesh_over(topo.devices)
-    T = max(train.window_lengths(cfg.bptt)[0]) if cfg.variable_bptt else cfg.bptt
+    T = train.longest_window(cfg)
     report = {"topology": topo.name, "platform": topo.devices[0].platform,
               "device_kind": topo.devices[0].device_kind, "devices": n, "hosts": topo.hosts,
               "global_batch": cfg.batch_size, "per_device_batch": cfg.batch_size // n,

@@ -287,8 +287,8 @@ def cmd_plot(args):
     print(args.out)
 
 
-COMMANDS = {"train": cmd_train, "compile": cmd_compile, "eval": cmd_eval, "generate": cmd_generate,
-            "score": cmd_score, "plot": cmd_plot}
+COMMANDS = {"train": cmd_train, "compile": cmd_compile, "eval": cmd_eval,
+            "generate": cmd_generate, "score": cmd_score, "plot": cmd_plot}
 
 
 def use_host_devices(n):

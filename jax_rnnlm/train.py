@@ -104,6 +104,11 @@ def window_lengths(bptt):
     return lengths, (0.05, 0.95 / 4, 0.95 / 2, 0.95 / 4)
 
 
+def longest_window(cfg: TrainConfig):
+    """T of the longest train window: --bptt, or with --variable-bptt the longest drawn."""
+    return max(window_lengths(cfg.bptt)[0]) if cfg.variable_bptt else cfg.bptt
+
+
 def epoch_calls(first, n_targets, cfg: TrainConfig, epoch):
     """[(window starts [<= W], their length)] of the compiled calls for windows first..
     of 0-based ``epoch`` over ``n_targets`` = L - 1 targets per stream.
@@ -186,7 +191,7 @@ def place_run(model_cfg, cfg, corpus, tx):
     streams, and the carry with them, are sharded over a mesh (parallel.py).
     """
     state = step.init_state(jax.random.key(cfg.seed), model_cfg, tx, cfg.batch_size, cfg.dni)
-    longest = max(window_lengths(cfg.bptt)[0]) if cfg.variable_bptt else cfg.bptt
+    longest = longest_window(cfg)
     streams = data.train_streams(corpus.train, cfg.batch_size, longest)
     n = cfg.devices or jax.device_count()
     if n == 1:
@@ -361,7 +366,7 @@ def check_data(cfg: TrainConfig, corpus: data.Corpus):
         raise data.DataError(f"{corpus.source}: the vocabulary has {len(corpus.vocab)} "
                              f"type(s) ({', '.join(corpus.vocab.words[:3])}), a model needs "
                              f"at least 2; lower --min-count or raise --max-vocab")
-    longest = max(window_lengths(cfg.bptt)[0]) if cfg.variable_bptt else cfg.bptt
+    longest = longest_window(cfg)
     data.train_streams(corpus.train, cfg.batch_size, longest)
     for split, flag, batch in (("valid", "--eval-batch-size", cfg.eval_batch_size),
                                ("test", "--test-batch-size", cfg.test_batch_size)):

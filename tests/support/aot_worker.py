@@ -18,7 +18,7 @@ def compare(corpus, cfg):
     state, streams, place, run_windows, _ = train.place_run(m, cfg, corpus,
                                                             optim.from_config(cfg))
     W = cfg.windows_per_call
-    T = max(train.window_lengths(cfg.bptt)[0]) if cfg.variable_bptt else cfg.bptt
+    T = train.longest_window(cfg)
     starts = jnp.arange(W, dtype=jnp.int32) * T
     real = run_windows(T).lower(state, place(streams[:, :W * T + 1]), starts)
     mesh = parallel.make_mesh(4)
